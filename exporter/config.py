@@ -1,0 +1,115 @@
+"""Frozen configuration, built once by the CLI or the caller and passed down. No I/O here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from exporter.errors import UsageError
+
+LIST_PATH = "/ordering/b2b/v3/requests"
+TOKEN_PATH = "/oauth/v3/token"
+OUTPUT_FORMATS = ("jsonl", "csv", "parquet")
+_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Client id/secret for the token endpoint and the API key. Secrets never show in ``repr``."""
+
+    client_id: str
+    client_secret: str = field(repr=False)
+    api_key: str = field(repr=False)
+
+    def secrets(self) -> tuple[str, ...]:
+        """The values that must never reach output, logs or errors."""
+        return tuple(s for s in (self.client_secret, self.api_key) if s)
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Bounds on every HTTP call, in seconds: connecting, between two reads of the body, and in all."""
+
+    connect: float = 10.0
+    read: float = 30.0
+    total: float = 120.0
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retries per request: at most ``attempts`` tries and ``deadline`` seconds, exponential backoff with
+    full jitter between ``base_delay`` and ``max_delay``. Rate-limited answers are bounded by the deadline
+    only: they mean "later", not "broken"."""
+
+    attempts: int = 8
+    deadline: float = 300.0
+    base_delay: float = 0.2
+    max_delay: float = 20.0
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """Everything one export needs."""
+
+    credentials: Credentials
+    base_url: str
+    token_url: str | None = None
+    output: str = "-"
+    format: str | None = None
+    filters: tuple[tuple[str, str], ...] = ()
+    sort: str | None = None
+    page_size: int = 500
+    concurrency: int = 16
+    rate: float | None = None
+    window: int | None = None
+    report_path: str | None = None
+    progress: bool = False
+    timeouts: Timeouts = Timeouts()
+    retry: RetryPolicy = RetryPolicy()
+    dedupe_horizon: int = 200_000
+
+    def __post_init__(self) -> None:
+        if not self.base_url.startswith(("http://", "https://")):
+            raise UsageError(f"--base-url must start with http:// or https://, got {self.base_url!r}")
+        if self.page_size < 1:
+            raise UsageError("--page-size must be at least 1")
+        if self.concurrency < 1:
+            raise UsageError("--concurrency must be at least 1")
+        if self.rate is not None and self.rate <= 0:
+            raise UsageError("--rate must be a positive number of requests per second")
+        if self.window is not None and self.window < 1:
+            raise UsageError("the reorder window must hold at least 1 page")
+        for name, _ in self.filters:
+            if name in ("offset", "limit", "sort") or not name:
+                raise UsageError(f"--filter {name!r}: use --sort/--page-size, filters name order attributes")
+        fmt = self.resolved_format
+        if fmt not in OUTPUT_FORMATS:
+            raise UsageError(f"unknown format {fmt!r}: choose one of {', '.join(OUTPUT_FORMATS)}")
+        if self.output == "-" and fmt == "parquet":
+            raise UsageError("Parquet cannot be streamed to stdout: give -o FILE.parquet, or -f jsonl/csv")
+
+    @property
+    def resolved_format(self) -> str:
+        """The format asked for, else the one the output's suffix names, else JSONL."""
+        if self.format:
+            return self.format
+        if self.output == "-":
+            return "jsonl"
+        for suffix, fmt in _SUFFIXES.items():
+            if self.output.lower().endswith(suffix):
+                return fmt
+        raise UsageError(
+            f"cannot tell the format of {self.output!r}: end it with .jsonl, .csv or .parquet, or give -f"
+        )
+
+    @property
+    def resolved_token_url(self) -> str:
+        return self.token_url or self.base_url.rstrip("/") + TOKEN_PATH
+
+    @property
+    def list_url(self) -> str:
+        return self.base_url.rstrip("/") + LIST_PATH
+
+    @property
+    def window_pages(self) -> int:
+        """Pages fetched but not yet written, at most: enough to keep every fetcher busy past a slow page."""
+        return self.window or max(4, 4 * self.concurrency)

@@ -1,0 +1,134 @@
+"""One request, done right: rate limiter, then the auth header, then HTTP, then the retry policy.
+
+Every fetcher task goes through one ``Fetcher``, so the limiter, the token and the counters are shared.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import anyio
+
+from exporter.auth import TokenProvider
+from exporter.client import ApiClient
+from exporter.config import RetryPolicy
+from exporter.errors import CredentialsRefused, IncompleteExport, RateLimited, RetryableError, Unauthorized
+from exporter.ratelimit import RateLimiter
+from exporter.report import Counters
+from exporter.responses import Page
+from exporter.retry import backoff_delay, should_retry
+
+T = TypeVar("T")
+log = logging.getLogger("exporter")
+_EXPIRED = 42  # Orange's code for expired (or revoked) credentials
+
+
+class Fetcher:
+    """Fetches pages and orders with the shared limiter, token and retry policy, counting as it goes."""
+
+    def __init__(
+        self,
+        client: ApiClient,
+        *,
+        auth: TokenProvider,
+        limiter: RateLimiter,
+        policy: RetryPolicy,
+        counters: Counters,
+        filters: Sequence[tuple[str, str]] = (),
+        sort: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self._client = client
+        self._auth = auth
+        self._limiter = limiter
+        self._policy = policy
+        self._counters = counters
+        self._filters = tuple(filters)
+        self._sort = sort
+        self._clock = clock
+        self._sleep = sleep
+        self._rand = rand
+
+    async def page(self, offset: int, limit: int, *, filtered: bool = True) -> Page:
+        """The page at ``offset`` (``filtered=False``: without the filters, to compare totals)."""
+        filters = self._filters if filtered else ()
+
+        async def call(authorization: str) -> Page:
+            return await self._client.get_page(offset, limit, authorization, filters=filters, sort=self._sort)
+
+        return await self._retrying(call, f"the page at offset {offset}")
+
+    async def order(self, order_id: str) -> dict[str, Any]:
+        """One order's details."""
+
+        async def call(authorization: str) -> dict[str, Any]:
+            return await self._client.get_order(order_id, authorization)
+
+        return await self._retrying(call, f"order {order_id}")
+
+    async def _retrying(self, call: Callable[[str], Awaitable[T]], what: str) -> T:
+        policy, counters, limiter = self._policy, self._counters, self._limiter
+        started = self._clock()
+        failures = 0
+        just_renewed = False
+        while True:
+            await limiter.acquire()
+            authorization = ""
+            try:
+                authorization = await self._auth.header()
+                counters.requests += 1
+                result = await call(authorization)
+            except Unauthorized as exc:
+                counters.token_refused += 1
+                if just_renewed:
+                    # A renewed token refused again: "invalid" means our credentials are no good; "expired"
+                    # (42) can be a revocation racing us, worth a retry within the usual bounds.
+                    failures += 1
+                    if exc.code != _EXPIRED or failures >= policy.attempts:
+                        raise CredentialsRefused(
+                            f"a newly issued access token was refused too: {exc.message}",
+                            status=exc.status,
+                            code=exc.code,
+                            request_id=exc.request_id,
+                            offset=exc.offset,
+                        ) from exc
+                just_renewed = True
+                counters.retries += 1
+                self._note(what, exc, 0.0)
+                await self._auth.refused(authorization)
+                continue
+            except RateLimited as exc:
+                just_renewed = False
+                counters.rate_limited += 1
+                pause = limiter.on_rate_limited(exc.retry_after)
+                if self._clock() - started + pause >= policy.deadline:
+                    raise IncompleteExport(
+                        f"gave up on {what}: still rate limited after {policy.deadline:.0f} s: {exc}"
+                    ) from exc
+                counters.retries += 1
+                self._note(what, exc, pause)
+                continue
+            except RetryableError as exc:
+                just_renewed = False
+                failures += 1
+                delay = backoff_delay(policy, failures, self._rand(), exc.retry_after)
+                if not should_retry(policy, exc, failures, self._clock() - started, delay):
+                    raise IncompleteExport(
+                        f"gave up on {what} after {failures} tries in {self._clock() - started:.1f} s: {exc}"
+                    ) from exc
+                counters.retries += 1
+                self._note(what, exc, delay)
+                await self._sleep(delay)
+                continue
+            limiter.on_success()
+            return result
+
+    @staticmethod
+    def _note(what: str, exc: Exception, delay: float) -> None:
+        log.info("retrying %s in %.2f s: %s", what, delay, exc)

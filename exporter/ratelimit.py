@@ -1,0 +1,127 @@
+"""One rate limiter shared by every fetcher: a token bucket that also listens to the server.
+
+Strategy: requests are *scheduled*, not counted. Each ``acquire()`` reserves the next free start time
+(``_next``), ``1/rate`` after the previous one, so N fetchers together never exceed the rate, retries
+included, and a burst can only use the credit left idle (``burst`` slots at most). When the server says
+"slow down" (429 or 403 code 53) every fetcher pauses until its ``Retry-After`` (or an exponential
+backoff when it gave none), and the rate drops to a little under what was really achieved just before:
+that is the best estimate of the server's limit, known or not. Each quiet second after that, the rate
+grows back by a few percent, up to ``--rate`` when one was given. The clock and the sleep are injected
+so that tests move time by hand.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from collections.abc import Awaitable, Callable
+
+import anyio
+
+_ESTIMATE_WINDOW = 2.0  # seconds of successes used to estimate the achieved rate
+_DECREASE = 0.9  # new rate = achieved rate x this, after a rate-limited answer
+_RECOVERY_PER_S = 0.03  # growth of the rate per quiet second after a slowdown
+_MIN_RATE = 0.2  # requests/s: never slower than one request every 5 s
+_BACKOFF_BASE = 0.5  # seconds of pause for the first rate-limited answer without Retry-After
+_BACKOFF_MAX = 30.0
+
+
+class RateLimiter:
+    """Spaces requests at ``rate`` per second (None: no limit until the server asks for one)."""
+
+    def __init__(
+        self,
+        rate: float | None = None,
+        *,
+        burst: int = 1,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    ) -> None:
+        self._ceiling = rate
+        self._rate = rate
+        self._burst = max(1, burst)
+        self._clock = clock
+        self._sleep = sleep
+        self._next = 0.0
+        self._paused_until = 0.0
+        self._strikes = 0
+        self._event_until = 0.0
+        self._last_growth = 0.0
+        self._successes: collections.deque[float] = collections.deque()
+
+    @property
+    def rate(self) -> float | None:
+        """The rate in force now, in requests per second (None: unlimited)."""
+        return self._rate
+
+    def __repr__(self) -> str:
+        rate = "unlimited" if self._rate is None else f"{self._rate:.2f}/s"
+        paused = max(0.0, self._paused_until - self._clock())
+        return (
+            f"<RateLimiter rate={rate} ceiling={self._ceiling} paused={paused:.2f}s strikes={self._strikes}>"
+        )
+
+    async def acquire(self) -> None:
+        """Wait for this request's turn."""
+        while True:
+            now = self._clock()
+            self._grow(now)
+            start = max(now, self._paused_until)
+            if self._rate is not None:
+                interval = 1.0 / self._rate
+                # Credit left idle counts for at most `burst` requests; none is saved up over a pause.
+                slot = max(self._next, now - (self._burst - 1) * interval, self._paused_until)
+                self._next = slot + interval
+                start = max(start, slot)
+            if start <= now:
+                return
+            await self._sleep(start - now)
+            # A pause may have been decided while we slept: then wait again.
+            if self._clock() >= self._paused_until:
+                return
+
+    def on_success(self) -> None:
+        """A request went through: remember it for the rate estimate."""
+        now = self._clock()
+        self._successes.append(now)
+        while self._successes and self._successes[0] < now - _ESTIMATE_WINDOW:
+            self._successes.popleft()
+        if now >= self._event_until:
+            self._strikes = 0
+
+    def on_rate_limited(self, retry_after: float | None) -> float:
+        """The server said slow down. Pause everyone and lower the rate; return the pause in seconds."""
+        now = self._clock()
+        if retry_after is None:
+            pause = min(_BACKOFF_MAX, _BACKOFF_BASE * 2.0**self._strikes)
+        else:
+            pause = min(retry_after, 3600.0)
+        self._paused_until = max(self._paused_until, now + pause)
+        # Answers to requests already in flight belong to the same event: lower the rate once for all.
+        if now >= self._event_until:
+            self._strikes += 1
+            achieved = self._achieved(now)
+            if self._rate is not None or achieved > 0:
+                # With no estimate yet (nothing went through) only the pause applies.
+                current = self._rate if self._rate is not None else achieved
+                target = min(current, achieved) if achieved > 0 else current * _DECREASE
+                self._rate = max(_MIN_RATE, target * _DECREASE)
+            spacing = 2.0 / self._rate if self._rate is not None else 0.0
+            self._event_until = self._paused_until + max(0.5, spacing)
+            self._last_growth = self._event_until
+        return pause
+
+    def _achieved(self, now: float) -> float:
+        recent = [t for t in self._successes if t >= now - _ESTIMATE_WINDOW]
+        if len(recent) < 2:
+            return 0.0
+        span = max(now - recent[0], 1.0 / len(recent))
+        return len(recent) / span
+
+    def _grow(self, now: float) -> None:
+        if self._rate is None or now < self._event_until or now - self._last_growth < 1.0:
+            return
+        seconds = now - self._last_growth
+        self._last_growth = now
+        grown: float = self._rate * (1.0 + _RECOVERY_PER_S) ** seconds
+        self._rate = grown if self._ceiling is None else min(self._ceiling, grown)

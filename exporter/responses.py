@@ -1,0 +1,226 @@
+"""Sans-I/O reading of the API's answers: status, headers and body bytes in, a page or one of our errors out.
+
+Strategy: never trust what a gateway sends. Bodies may be HTML, empty, cut short, or JSON of the wrong
+shape; headers may be missing or lie (``X-Result-Count``). Everything here is a pure function, so the
+client stays a thin loop around I/O and property-based tests can throw anything at the parsing.
+"""
+
+from __future__ import annotations
+
+import email.utils
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from exporter.errors import (
+    ApiError,
+    ApiKeyRefused,
+    BadResponse,
+    CredentialsRefused,
+    RateLimited,
+    RequestRejected,
+    ServerError,
+    Unauthorized,
+)
+
+REQUEST_ID = "X-OAPI-Request-Id"
+# Larger than any real collection, small enough that offsets stay exact in every writer and in JSON.
+MAX_TOTAL = 10**12
+_SNIPPET = 160
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One list answer: its orders (objects), the total the server claimed, and the request id."""
+
+    offset: int
+    items: list[dict[str, Any]]
+    total: int
+    request_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenAnswer:
+    """What the token endpoint granted."""
+
+    token_type: str
+    access_token: str
+    expires_in: float | None
+
+
+def parse_total(value: str | None, *, request_id: str | None = None, offset: int | None = None) -> int:
+    """``X-Total-Count`` as a non-negative integer, or BadResponse naming what came instead."""
+    if value is None:
+        raise BadResponse("the answer has no X-Total-Count header", request_id=request_id, offset=offset)
+    text = value.strip()
+    if not text.isdigit() or not text.isascii():
+        raise BadResponse(
+            f"X-Total-Count is not a non-negative integer: {_clip(text)!r}",
+            request_id=request_id,
+            offset=offset,
+        )
+    total = int(text)
+    if total > MAX_TOTAL:
+        raise BadResponse(
+            f"X-Total-Count is implausibly large: {total}", request_id=request_id, offset=offset
+        )
+    return total
+
+
+def parse_page(body: bytes, headers: Mapping[str, str], offset: int) -> Page:
+    """A 2xx list answer: a JSON array of objects, with ``X-Total-Count``. ``X-Result-Count`` is ignored:
+    the body's length is the truth."""
+    request_id = headers.get(REQUEST_ID)
+    total = parse_total(headers.get("X-Total-Count"), request_id=request_id, offset=offset)
+    items = _decode(body, request_id=request_id, offset=offset)
+    if not isinstance(items, list):
+        raise BadResponse(
+            f"expected a JSON array of orders, got {type(items).__name__}: {_clip(body)!r}",
+            request_id=request_id,
+            offset=offset,
+        )
+    for position, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise BadResponse(
+                f"item {position} of the page is {type(item).__name__}, not an order object",
+                request_id=request_id,
+                offset=offset,
+            )
+    return Page(offset=offset, items=items, total=total, request_id=request_id)
+
+
+def parse_object(body: bytes, headers: Mapping[str, str]) -> dict[str, Any]:
+    """A 2xx answer that must be one JSON object (an order's details)."""
+    request_id = headers.get(REQUEST_ID)
+    value = _decode(body, request_id=request_id, offset=None)
+    if not isinstance(value, dict):
+        raise BadResponse(f"expected a JSON object, got {type(value).__name__}", request_id=request_id)
+    return value
+
+
+def parse_token(body: bytes, headers: Mapping[str, str]) -> TokenAnswer:
+    """A 2xx token answer; ``expires_in`` may be an integer or a string."""
+    request_id = headers.get(REQUEST_ID)
+    value = _decode(body, request_id=request_id, offset=None)
+    token = value.get("access_token") if isinstance(value, dict) else None
+    if not isinstance(token, str) or not token:
+        raise BadResponse("the token endpoint answered without an access_token", request_id=request_id)
+    assert isinstance(value, dict)
+    token_type = value.get("token_type")
+    expires_in: float | None
+    try:
+        expires_in = float(value["expires_in"])
+    except (KeyError, TypeError, ValueError):
+        expires_in = None
+    if expires_in is not None and not expires_in > 0:
+        expires_in = None
+    return TokenAnswer(
+        token_type=token_type if isinstance(token_type, str) and token_type else "Bearer",
+        access_token=token,
+        expires_in=expires_in,
+    )
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """``Retry-After`` as seconds from now: delta-seconds or an HTTP date (``now`` is a Unix time)."""
+    if not value:
+        return None
+    text = value.strip()
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+def error_for(
+    status: int,
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    offset: int | None = None,
+    now: float = 0.0,
+    token_call: bool = False,
+) -> ApiError:
+    """The error a non-2xx answer means, following API.md's table. Bodies may be anything."""
+    request_id = headers.get(REQUEST_ID)
+    code, message, description = _orange_fields(body)
+    if message is None:
+        message = f"HTTP {status}" + (f": {_clip(body)!r}" if body.strip() else " with an empty body")
+    common: dict[str, Any] = {
+        "status": status,
+        "code": code,
+        "description": description,
+        "request_id": request_id,
+        "offset": offset,
+    }
+    retry_after = parse_retry_after(headers.get("Retry-After"), now)
+    if status == 429 or (status == 403 and code == 53):
+        limited = RateLimited(f"rate limited: {message}", **common)
+        limited.retry_after = retry_after
+        return limited
+    if token_call and status in (400, 401, 403):
+        return CredentialsRefused(f"the token endpoint refused the client id/secret: {message}", **common)
+    if status == 401:
+        return Unauthorized(f"access token refused: {message}", **common)
+    if status == 403:
+        return ApiKeyRefused(f"the API key was refused (renew it through Orange): {message}", **common)
+    if status >= 500:
+        error = ServerError(f"server error: {message}", **common)
+        error.retry_after = retry_after
+        return error
+    if status in (400, 404, 405, 406, 409, 410, 413, 414, 415, 422):
+        return RequestRejected(f"the API rejected the request: {message}", **common)
+    return BadResponse(f"unexpected answer: {message}", **common)
+
+
+def _decode(body: bytes, *, request_id: str | None, offset: int | None) -> Any:
+    if not body.strip():
+        raise BadResponse("the body is empty", request_id=request_id, offset=offset)
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadResponse(
+            f"the body is not JSON ({len(body)} bytes, starts {_clip(body)!r}): it may be cut short or an "
+            "HTML page from a proxy",
+            request_id=request_id,
+            offset=offset,
+        ) from exc
+
+
+def _orange_fields(body: bytes) -> tuple[int | None, str | None, str | None]:
+    """``code``, ``message``, ``description`` of an Orange or RFC 6749 error body, where there is one."""
+    try:
+        value = orjson.loads(body) if body.strip() else None
+    except orjson.JSONDecodeError:
+        return None, None, None
+    if not isinstance(value, dict):
+        return None, None, None
+    code = value.get("code")
+    message = value.get("message") or value.get("error")
+    description = value.get("description") or value.get("error_description")
+    return (
+        code if isinstance(code, int) and not isinstance(code, bool) else _int_or_none(code),
+        str(message) if message is not None else None,
+        str(description) if description is not None else None,
+    )
+
+
+def _int_or_none(value: object) -> int | None:
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None
+
+
+def _clip(data: bytes | str) -> str:
+    text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+    text = " ".join(text.split())
+    return text if len(text) <= _SNIPPET else text[:_SNIPPET] + "…"

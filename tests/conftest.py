@@ -1,0 +1,24 @@
+"""Shared fixtures: a sandbox config builder and the export config that points at a sandbox."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from exporter.config import Credentials, ExportConfig, RetryPolicy, Timeouts
+
+FORMATS = ("jsonl", "csv", "parquet")
+SUFFIX = {"jsonl": ".jsonl", "csv": ".csv", "parquet": ".parquet"}
+
+
+def export_config(sandbox: Any, output: Path | str, **overrides: Any) -> ExportConfig:
+    """An ExportConfig aimed at ``sandbox``, with test-friendly timeouts."""
+    settings: dict[str, Any] = {
+        "credentials": Credentials(sandbox.client_id, sandbox.client_secret, sandbox.api_key),
+        "base_url": sandbox.base_url,
+        "output": str(output),
+        "timeouts": Timeouts(connect=2.0, read=5.0, total=15.0),
+        "retry": RetryPolicy(attempts=10, deadline=60.0, base_delay=0.05, max_delay=1.0),
+    }
+    settings.update(overrides)
+    return ExportConfig(**settings)

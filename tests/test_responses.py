@@ -1,0 +1,171 @@
+"""Reading the API's answers: whatever a gateway sends becomes a page or one of our errors."""
+
+from __future__ import annotations
+
+import email.utils
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from exporter.errors import (
+    ApiError,
+    ApiKeyRefused,
+    BadResponse,
+    CredentialsRefused,
+    RateLimited,
+    RequestRejected,
+    ServerError,
+    Unauthorized,
+)
+from exporter.responses import error_for, parse_page, parse_retry_after, parse_token, parse_total
+
+HEADERS = {"X-Total-Count": "2", "X-OAPI-Request-Id": "req-1"}
+
+
+def test_a_page_is_its_body_whatever_x_result_count_says() -> None:
+    """Items come from the body; a lying X-Result-Count is ignored."""
+    page = parse_page(b'[{"id":"a"},{"id":"b"}]', {**HEADERS, "X-Result-Count": "106"}, 0)
+    assert [o["id"] for o in page.items] == ["a", "b"]
+    assert page.total == 2
+    assert page.request_id == "req-1"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"   ",
+        b"<html><body>502 Bad Gateway</body></html>",
+        b'[{"id":"a"},{"id"',
+        b'{"id":"a"}',
+        b"[1,2]",
+    ],
+)
+def test_a_body_that_is_not_an_array_of_objects_is_a_bad_response(body: bytes) -> None:
+    """HTML, empty, truncated, an object, or non-object items: BadResponse with the request id."""
+    with pytest.raises(BadResponse) as caught:
+        parse_page(body, HEADERS, 300)
+    assert "req-1" in str(caught.value)
+    assert "offset 300" in str(caught.value)
+
+
+@pytest.mark.parametrize("value", [None, "", "-5", "abc", "1e3", "12.5", "99999999999999999999", "٣"])
+def test_a_total_that_is_not_a_count_is_refused(value: str | None) -> None:
+    """Missing, negative, huge, or not a number: a clear BadResponse."""
+    with pytest.raises(BadResponse):
+        parse_total(value)
+
+
+@given(st.binary(max_size=300))
+def test_any_body_gives_a_page_or_a_bad_response(body: bytes) -> None:
+    """Property: parse_page never raises anything but BadResponse."""
+    try:
+        page = parse_page(body, HEADERS, 0)
+    except BadResponse:
+        return
+    assert all(isinstance(item, dict) for item in page.items)
+
+
+@given(st.one_of(st.none(), st.text(max_size=30)))
+def test_any_total_header_gives_a_count_or_a_bad_response(value: str | None) -> None:
+    """Property: the total is a non-negative int or the header is refused."""
+    try:
+        total = parse_total(value)
+    except BadResponse:
+        return
+    assert total >= 0
+
+
+@given(
+    st.integers(100, 599),
+    st.binary(max_size=200),
+    st.dictionaries(
+        st.sampled_from(["Retry-After", "X-OAPI-Request-Id", "Content-Type"]), st.text(max_size=40)
+    ),
+)
+def test_any_error_answer_maps_to_an_api_error(status: int, body: bytes, headers: dict[str, str]) -> None:
+    """Property: error_for always returns one of our errors, whatever the body and headers."""
+    assert isinstance(error_for(status, body, headers), ApiError)
+
+
+def _orange(code: int, message: str) -> bytes:
+    return orjson.dumps({"code": code, "message": message, "description": f"{message} (details)"})
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "kind"),
+    [
+        (400, _orange(28, "Invalid query-string parameter value"), RequestRejected),
+        (404, _orange(60, "Resource not found"), RequestRejected),
+        (401, _orange(42, "Expired credentials"), Unauthorized),
+        (403, _orange(50, "Access denied"), ApiKeyRefused),
+        (403, _orange(52, "Forbidden"), ApiKeyRefused),
+        (403, _orange(53, "Too many requests"), RateLimited),
+        (429, b"", RateLimited),
+        (500, _orange(1, "Internal error"), ServerError),
+        (502, b"<html>Bad gateway</html>", ServerError),
+        (503, _orange(5, "Service unavailable"), ServerError),
+    ],
+)
+def test_the_api_table_maps_to_the_error_tree(status: int, body: bytes, kind: type[ApiError]) -> None:
+    """Each row of API.md's error table becomes its class, keeping status, code and request id."""
+    error = error_for(status, body, {"X-OAPI-Request-Id": "rid-9"}, offset=40)
+    assert type(error) is kind
+    assert error.status == status
+    assert error.request_id == "rid-9"
+    assert "rid-9" in str(error)
+
+
+def test_the_api_message_and_description_are_shown() -> None:
+    """A 400 shows the API's own message and description."""
+    error = error_for(400, _orange(28, "Invalid sort field: foo"), {})
+    assert "Invalid sort field: foo" in str(error)
+    assert "(Invalid sort field: foo (details))" in str(error)
+    assert error.code == 28
+
+
+def test_retry_after_in_seconds_and_as_an_http_date() -> None:
+    """Retry-After: delta-seconds, an HTTP date relative to now, or nothing usable."""
+    now = 1_800_000_000.0
+    assert parse_retry_after("3", now) == 3.0
+    assert parse_retry_after(email.utils.formatdate(now + 7, usegmt=True), now) == pytest.approx(7.0, abs=1)
+    assert parse_retry_after(email.utils.formatdate(now - 60, usegmt=True), now) == 0.0
+    assert parse_retry_after("soon", now) is None
+    assert parse_retry_after(None, now) is None
+
+
+def test_rate_limited_403_53_carries_an_http_date_retry_after() -> None:
+    """403 code 53 with an HTTP-date Retry-After: RateLimited with the delay in seconds."""
+    now = 1_800_000_000.0
+    error = error_for(
+        403,
+        _orange(53, "Too many requests"),
+        {"Retry-After": email.utils.formatdate(now + 4, usegmt=True)},
+        now=now,
+    )
+    assert isinstance(error, RateLimited)
+    assert error.retry_after == pytest.approx(4.0, abs=1)
+
+
+def test_token_answers_accept_expires_in_as_int_or_string() -> None:
+    """expires_in may be 3600 or "3600"; token_type defaults to Bearer."""
+    assert (
+        parse_token(b'{"access_token":"t","expires_in":"3600","token_type":"Bearer"}', {}).expires_in == 3600
+    )
+    answer = parse_token(b'{"access_token":"t","expires_in":120}', {})
+    assert answer.expires_in == 120
+    assert answer.token_type == "Bearer"
+    with pytest.raises(BadResponse):
+        parse_token(b'{"error":"nope"}', {})
+
+
+def test_a_refused_token_request_is_a_credentials_error() -> None:
+    """401 invalid_client from the token endpoint: CredentialsRefused showing the RFC 6749 words."""
+    error = error_for(
+        401, b'{"error":"invalid_client","error_description":"Bad client"}', {}, token_call=True
+    )
+    assert isinstance(error, CredentialsRefused)
+    assert "invalid_client" in str(error)
+    assert error.exit_code == 3

@@ -7,9 +7,12 @@ writer emits them strictly by offset, so the output equals a sequential walk, at
 wait in memory whatever the total, and a slow writer holds the producer back. Because slots are taken in
 offset order, the page the writer waits for always holds one: the window can never deadlock.
 
-A page shorter than planned (not the last) is topped up from where it stopped; duplicates that offset
-paging lets through (an order seen on two pages when the collection shifts) are dropped by id within a
-bounded horizon of recent ids. At the end the total is read again and everything is reconciled.
+Pages overlap by one order (see ``plan``). The writer checks that each page holds the previous page's
+last order; when one does not (orders were closed or created in between, or the server cut a page short)
+it *bridges* the gap: it fetches windows afresh from where the previous page's orders stand now until the
+page's own orders appear, and writes what lay between. Past the planned pages it follows the collection
+while pages come back full. Duplicates that offset paging lets through are dropped by id within a bounded
+horizon of recent ids. At the end the total is read again and ``plan.reconcile`` decides.
 """
 
 from __future__ import annotations
@@ -21,12 +24,21 @@ from typing import Any
 
 import anyio
 
-from exporter.errors import ExportError
+from exporter.errors import ExportError, IncompleteExport
 from exporter.fetch import Fetcher
-from exporter.plan import PageTally, Verdict, plan_from_first_page, reconcile
+from exporter.plan import (
+    Plan,
+    Verdict,
+    continuation,
+    first_position,
+    last_position,
+    plan_from_first_page,
+    reconcile,
+)
 from exporter.report import Counters
 
 Records = list[dict[str, Any]]
+_MAX_BRIDGE_WINDOWS = 64
 Deliver = Callable[[Records], Awaitable[None]]
 
 
@@ -74,6 +86,108 @@ class RecentIds:
             self._held -= len(old)
 
 
+class _Walk:
+    """The writer's side of the pipeline: takes pages in offset order, checks that each links to the one
+    before, bridges the ones that do not, and hands the new orders on."""
+
+    def __init__(
+        self, fetcher: Fetcher, plan: Plan, deliver: Deliver, counters: Counters, horizon: int
+    ) -> None:
+        self._fetcher = fetcher
+        self._plan = plan
+        self._deliver = deliver
+        self._counters = counters
+        self._recent = RecentIds(horizon)
+        self.previous: list[Any] | None = None  # ids of the last non-empty page or window taken
+        self.last_offset = 0  # where the last order of `previous` stood when it was fetched
+        self.ended = False  # the last page or window came back short: the end of the collection
+        self.proven = plan.overlaps  # every link checked so far (ids present, pages overlapping)
+        self.drift_seen = False
+
+    async def accept(self, offset: int, items: Records) -> None:
+        """Take the page fetched at ``offset``."""
+        ids = [item.get("id") for item in items]
+        if not self.proven or None in ids:
+            self.proven = False
+            new = items
+        elif self.previous is None:
+            new = items
+        else:
+            start = continuation(self.previous, ids)
+            if start is not None:
+                new = items[start:]
+            elif not items and self.ended:
+                new = []  # past the end of the collection, as the previous page already said
+            else:
+                if items:
+                    self.drift_seen = True
+                    self._counters.links_broken += 1
+                new, ids, offset = await self._bridge(offset, items, ids)
+        if ids:
+            self.previous = ids
+            self.last_offset = offset + len(ids) - 1
+        self.ended = len(items) < self._plan.page_size or (not items and self.ended)
+        await self._emit(new)
+
+    async def follow_tail(self, limit: int) -> None:
+        """After the planned pages: while the last page was full, the collection may go on (orders created
+        meanwhile, or pushed along by others): follow it, page by page, to its end."""
+        pages = 0
+        while not self.ended and self.proven:
+            if pages >= limit:
+                raise IncompleteExport(
+                    f"the collection kept growing past {pages} extra pages; export with a sort that puts new "
+                    "orders last (e.g. --sort createdAt) or filter on a closed period"
+                )
+            pages += 1
+            self._counters.tail_pages += 1
+            offset = self.last_offset
+            page = await self._fetcher.page(offset, self._plan.page_size)
+            await self.accept(offset, page.items)
+
+    async def _emit(self, items: Records) -> None:
+        fresh = self._recent.fresh(items, self._counters)
+        if fresh:
+            await self._deliver(fresh)
+        self._counters.orders_written += len(fresh)
+        self._counters.pages_done += 1
+
+    async def _bridge(self, offset: int, items: Records, ids: list[Any]) -> tuple[Records, list[Any], int]:
+        """The orders between the previous page and this one, fetched afresh: walk windows from where the
+        previous page's orders are now until this page's orders appear (or the collection ends)."""
+        assert self.previous is not None
+        plan, counters = self._plan, self._counters
+        anchors: set[Any] = set(self.previous)
+        wanted = {order_id: index for index, order_id in enumerate(ids)}
+        start = max(0, min(offset, self.last_offset) - plan.page_size // 2)
+        bridged: Records = []
+        for _ in range(_MAX_BRIDGE_WINDOWS):
+            counters.bridge_requests += 1
+            window = (await self._fetcher.page(start, plan.page_size)).items
+            window_ids = [w.get("id") for w in window]
+            anchor = last_position(window_ids, anchors)
+            if anchor is None:
+                if start == 0:
+                    break
+                start = max(0, start - plan.page_size)  # the previous page's orders lie further back
+                continue
+            meet = first_position(window_ids, wanted, anchor + 1)
+            if meet is not None:
+                counters.orders_bridged += meet - anchor - 1
+                return bridged + window[anchor + 1 : meet] + items[wanted[window_ids[meet]] :], ids, offset
+            bridged += window[anchor + 1 :]
+            counters.orders_bridged += len(window) - anchor - 1
+            if len(window) < plan.page_size:
+                # The collection ends here and none of this page's orders are left in it: they were closed.
+                return bridged, window_ids, start
+            anchors = set(window_ids[anchor + 1 :])
+            start += len(window) - 1
+        raise IncompleteExport(
+            f"orders moved faster than the export could follow near offset {offset}: could not link the page "
+            "there to the one before it"
+        )
+
+
 async def run_pipeline(
     fetcher: Fetcher,
     deliver: Deliver,
@@ -85,54 +199,33 @@ async def run_pipeline(
     dedupe_horizon: int,
     filtered: bool,
 ) -> Verdict:
-    """Fetch every page, hand the new orders to ``deliver`` in API order, and reconcile the totals."""
+    """Fetch every page, hand the new orders to ``deliver`` in API order, and reconcile."""
     first = await fetcher.page(0, page_size)
     plan = plan_from_first_page(page_size, len(first.items), first.total)
     counters.total_first = first.total
     counters.page_size = plan.page_size
     counters.pages_planned = plan.pages
-    recent = RecentIds(dedupe_horizon)
-    tally: list[tuple[int, int]] = []
+    walk = _Walk(fetcher, plan, deliver, counters, dedupe_horizon)
 
-    async def emit(offset: int, items: Records) -> None:
-        tally.append((offset, len(items)))
-        fresh = recent.fresh(items, counters)
-        if fresh:
-            await deliver(fresh)
-        counters.orders_written += len(fresh)
-        counters.pages_done += 1
+    async def fetch(offset: int) -> Records:
+        return (await fetcher.page(offset, plan.page_size)).items
 
-    async def fetch_full(offset: int) -> Records:
-        page = await fetcher.page(offset, plan.page_size)
-        items = page.items
-        expected = plan.expected(offset)
-        # Short but not empty: the server capped this answer or the collection shifted; top it up.
-        while 0 < len(items) < expected:
-            more = await fetcher.page(offset + len(items), expected - len(items))
-            if not more.items:
-                break
-            counters.gap_fills += 1
-            items = items + more.items
-        return items
-
-    await emit(0, first.items)
-    await _fan_out(plan.offsets(), fetch_full, emit, concurrency=concurrency, window=window)
+    await walk.accept(0, first.items)
+    await _fan_out(plan.offsets(), fetch, walk.accept, concurrency=concurrency, window=window)
+    await walk.follow_tail(limit=max(100, plan.pages))
 
     counters.total_last = (await fetcher.page(0, 1)).total
-    tail_empty = PageTally(tuple(tally)).tail_empty_after_end(plan)
+    written = counters.orders_written
     ignores_filters = False
-    if (
-        filtered
-        and tail_empty
-        and counters.total_last == first.total
-        and counters.orders_written < first.total
-    ):
+    if filtered and walk.proven and counters.total_last == first.total and written < first.total:
         ignores_filters = (await fetcher.page(0, 1, filtered=False)).total == first.total
+    counters.drift_seen = walk.drift_seen or counters.total_last != first.total
     return reconcile(
         total_first=first.total,
         total_last=counters.total_last,
-        written=counters.orders_written,
-        tail_empty=tail_empty,
+        written=written,
+        chain_proven=walk.proven,
+        drift_seen=walk.drift_seen,
         total_ignores_filters=ignores_filters,
     )
 

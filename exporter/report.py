@@ -20,7 +20,11 @@ class Counters:
     orders_written: int = 0
     duplicates_dropped: int = 0
     orders_without_id: int = 0
-    gap_fills: int = 0
+    links_broken: int = 0
+    bridge_requests: int = 0
+    orders_bridged: int = 0
+    tail_pages: int = 0
+    drift_seen: bool = False
     requests: int = 0
     retries: int = 0
     rate_limited: int = 0
@@ -64,7 +68,13 @@ def build_report(
         "retries": counters.retries,
         "rate_limited": counters.rate_limited,
         "tokens_refused": counters.token_refused,
-        "gap_fills": counters.gap_fills,
+        "drift": {
+            "detected": counters.drift_seen,
+            "pages_not_linked": counters.links_broken,
+            "bridge_requests": counters.bridge_requests,
+            "orders_bridged": counters.orders_bridged,
+            "tail_pages": counters.tail_pages,
+        },
         "orders_without_id": counters.orders_without_id,
         "columns_added": columns_added or [],
         "wall_seconds": round(wall, 3),

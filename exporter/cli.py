@@ -22,7 +22,7 @@ import orjson
 
 from exporter.config import Credentials, ExportConfig, RetryPolicy, Timeouts
 from exporter.errors import ExportError, Interrupted, RequestRejected, UsageError
-from exporter.export import count, export, get_orders
+from exporter.export import count, drain, export, get_orders
 from exporter.report import summary_line
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -44,7 +44,9 @@ class _Cli(click.Group):
         except click.ClickException as exc:
             exc.show()
             sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
-        except (click.Abort, KeyboardInterrupt, Interrupted):
+        except Interrupted as exc:
+            _fail(exc)
+        except (click.Abort, KeyboardInterrupt):
             _fail(Interrupted("interrupted: nothing was written under the final name"))
         except ExportError as exc:
             _fail(exc)
@@ -52,8 +54,10 @@ class _Cli(click.Group):
             signal.signal(signal.SIGTERM, previous)
 
 
-def _terminate(signum: int, frame: object) -> NoReturn:
-    raise KeyboardInterrupt
+def _terminate(signum: int, frame: object) -> None:
+    # SIGTERM stops like Ctrl-C: inside the event loop SIGINT cancels the export cleanly (it commits
+    # what it has and keeps it for --resume) instead of raising in the middle of a write.
+    signal.raise_signal(signal.SIGINT)
 
 
 def _fail(exc: ExportError) -> NoReturn:
@@ -282,9 +286,23 @@ def cli() -> None:
 @click.option(
     "--progress/--no-progress", default=None, help="Progress line on stderr [default: on a terminal]."
 )
+@click.option("--resume", is_flag=True, help="Continue an interrupted export of the same command.")
+@click.option(
+    "--commit-rows",
+    type=click.IntRange(min=1),
+    default=500_000,
+    show_default=True,
+    help="Parquet: orders between commit points for --resume (smaller: less lost to a crash, more to merge).",
+)
 @connection_options
 def export_command(
-    output: str, fmt: str | None, report_path: str | None, progress: bool | None, **params: Any
+    output: str,
+    fmt: str | None,
+    report_path: str | None,
+    progress: bool | None,
+    resume: bool,
+    commit_rows: int,
+    **params: Any,
 ) -> None:
     """Export every order matching the filters."""
     secrets = _secrets_of(params)
@@ -295,6 +313,8 @@ def export_command(
         format=fmt,
         report_path=report_path,
         progress=sys.stderr.isatty() if progress is None else progress,
+        resume=resume,
+        commit_rows=commit_rows,
     )
     report = _run(functools.partial(export, config), config.credentials.secrets())
     if not params["quiet"]:
@@ -317,6 +337,26 @@ def count_command(as_json: bool, **params: Any) -> None:
     if figures["seconds_at_rate"] is not None:
         line += f"; about {figures['seconds_at_rate']:,.0f} s at {config.rate:g} requests/s"
     click.echo(line)
+
+
+@cli.command("bench")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object.")
+@connection_options
+def bench_command(as_json: bool, **params: Any) -> None:
+    """Drain the API as an export would, writing nothing: requests/s and orders/s."""
+    secrets = _secrets_of(params)
+    _setup_logging(params["verbose"], params["quiet"], secrets)
+    config = _config(params)
+    figures = _run(functools.partial(drain, config), config.credentials.secrets())
+    if as_json:
+        click.echo(orjson.dumps(figures).decode())
+        return
+    click.echo(
+        f"{figures['orders']:,} orders in {figures['seconds']:.2f} s: "
+        f"{figures['orders_per_second']:,.0f} orders/s, "
+        f"{figures['requests_per_second']:,.1f} requests/s ({figures['requests']:,} requests, pages of "
+        f"{figures['page_size']}, {figures['retries']} retries, {figures['rate_limited']} rate-limited)"
+    )
 
 
 @cli.command("get")

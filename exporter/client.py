@@ -14,7 +14,7 @@ import aiohttp
 
 from exporter.config import LIST_PATH, Credentials, Timeouts
 from exporter.errors import TransportError
-from exporter.responses import Page, TokenAnswer, error_for, parse_object, parse_page, parse_token
+from exporter.responses import RawPage, TokenAnswer, check_page, error_for, parse_object, parse_token
 
 _USER_AGENT = "orders-export/0.1"
 
@@ -80,8 +80,9 @@ class ApiClient:
         *,
         filters: Sequence[tuple[str, str]] = (),
         sort: str | None = None,
-    ) -> Page:
-        """One page of the list, from ``offset``, at most ``limit`` orders."""
+        need_total: bool = True,
+    ) -> RawPage:
+        """One page of the list, from ``offset``, at most ``limit`` orders; checked, not decoded."""
         query = [("offset", str(offset)), ("limit", str(limit))]
         if sort:
             query.append(("sort", sort))
@@ -91,7 +92,7 @@ class ApiClient:
         )
         if status >= 300:
             raise error_for(status, body, headers, offset=offset, now=time.time())
-        return parse_page(body, headers, offset)
+        return check_page(body, headers, offset, need_total=need_total)
 
     async def get_order(self, order_id: str, authorization: str) -> dict[str, Any]:
         """One order's detail record."""

@@ -66,6 +66,8 @@ class ExportConfig:
     timeouts: Timeouts = Timeouts()
     retry: RetryPolicy = RetryPolicy()
     dedupe_horizon: int = 200_000
+    resume: bool = False
+    commit_rows: int = 500_000
 
     def __post_init__(self) -> None:
         if not self.base_url.startswith(("http://", "https://")):
@@ -76,6 +78,8 @@ class ExportConfig:
             raise UsageError("--concurrency must be at least 1")
         if self.rate is not None and self.rate <= 0:
             raise UsageError("--rate must be a positive number of requests per second")
+        if self.commit_rows < 1:
+            raise UsageError("--commit-rows must be at least 1")
         if self.window is not None and self.window < 1:
             raise UsageError("the reorder window must hold at least 1 page")
         for name, _ in self.filters:

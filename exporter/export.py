@@ -4,25 +4,32 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import anyio
 import orjson
 
 from exporter.auth import TokenProvider
+from exporter.checkpoint import Checkpoint, WalkState, checkpoint_path
+from exporter.checkpoint import load as load_checkpoint
+from exporter.checkpoint import remove as remove_checkpoint
+from exporter.checkpoint import save as save_checkpoint
 from exporter.client import ApiClient
 from exporter.config import ExportConfig
-from exporter.errors import ExportError, IncompleteExport, RequestRejected
+from exporter.errors import ExportError, IncompleteExport, Interrupted, RequestRejected, UsageError
 from exporter.fetch import Fetcher
 from exporter.pipeline import Records, run_pipeline, task_group
 from exporter.plan import Verdict, plan_from_first_page
 from exporter.ratelimit import RateLimiter
 from exporter.report import Counters, ProgressPrinter, build_report, progress_line
 from exporter.sinks import open_sink
-from exporter.writers import open_writer
+from exporter.writers import open_writer, resume_writer
 
 _PROGRESS_EVERY = 0.5
+_COMMIT_EVERY = 1.0  # seconds between checkpoints: what a kill -9 can cost
 
 
 @contextlib.asynccontextmanager
@@ -58,53 +65,192 @@ async def _pipeline(config: ExportConfig, fetcher: Fetcher, deliver: Any, counte
     )
 
 
+class _Output:
+    """One export's output: the sink, the writer, and the checkpoints that let ``--resume`` continue it."""
+
+    def __init__(self, config: ExportConfig) -> None:
+        self.format = config.resolved_format
+        self.fingerprint = _fingerprint(config)
+        self.checkpoint_path = checkpoint_path(config.output) if config.output != "-" else None
+        self.resumed: Checkpoint | None = None
+        if config.resume:
+            if self.checkpoint_path is None:
+                raise UsageError("--resume needs an output file: stdout cannot be taken back or continued")
+            self.resumed = load_checkpoint(self.checkpoint_path, self.fingerprint)
+        # Before any request: an unwritable output fails here.
+        self.sink = open_sink(config.output, resume=config.resume)
+        try:
+            if self.resumed is not None:
+                self.writer = resume_writer(
+                    self.format,
+                    self.sink.stream,
+                    scratch_dir=self.sink.scratch_dir,
+                    state=self.resumed.writer,
+                    commit_rows=config.commit_rows,
+                )
+            else:
+                self.writer = open_writer(
+                    self.format,
+                    self.sink.stream,
+                    scratch_dir=self.sink.scratch_dir,
+                    commit_rows=config.commit_rows,
+                )
+        except BaseException:
+            self.sink.keep() if self.resumed is not None else self.sink.abort()
+            raise
+        self.latest: Callable[[], WalkState] | None = None
+        self._last_commit = time.monotonic()
+
+    async def deliver(self, records: Records) -> None:
+        self.writer.write(records)
+
+    async def on_page(self, state: Callable[[], WalkState]) -> None:
+        """After each page: remember how to tell where the walk stands; commit about once a second."""
+        self.latest = state
+        if self.checkpoint_path is not None and time.monotonic() - self._last_commit >= _COMMIT_EVERY:
+            self.commit(force=False)
+
+    def commit(self, *, force: bool) -> bool:
+        """Make what was written durable and record the checkpoint; False when there was nothing to commit
+        (no page yet) or the writer is between commit points."""
+        if self.checkpoint_path is None or self.latest is None:
+            return False
+        writer_state = self.writer.commit(force=force)
+        if writer_state is None:
+            return False
+        self.sink.sync()
+        save_checkpoint(self.checkpoint_path, Checkpoint(self.fingerprint, self.latest(), writer_state))
+        self._last_commit = time.monotonic()
+        return True
+
+    def finish(self) -> None:
+        self.writer.close()
+        self.sink.commit()
+        if self.checkpoint_path is not None:
+            remove_checkpoint(self.checkpoint_path)
+
+    def discard(self) -> None:
+        self.writer.abort()
+        self.sink.abort()
+        if self.checkpoint_path is not None:
+            remove_checkpoint(self.checkpoint_path)
+
+    def suspend(self) -> bool:
+        """Stop, keeping everything committed for ``--resume``; False when nothing could be kept."""
+        try:
+            kept = self.commit(force=True) or (
+                self.checkpoint_path is not None and self.checkpoint_path.exists()
+            )
+        except (OSError, ExportError):
+            kept = False
+        if not kept:
+            self.discard()
+            return False
+        self.writer.suspend()
+        self.sink.keep()
+        return True
+
+
 async def export(config: ExportConfig) -> dict[str, Any]:
     """Export every order to ``config.output``; return the run report. Raises an ``ExportError`` (the
-    report, with ``complete: false``, is still written to ``config.report_path``) when it cannot."""
-    fmt = config.resolved_format
+    report, with ``complete: false``, is still written to ``config.report_path``) when it cannot.
+
+    A failure that another run may get past (interrupted, retries exhausted, credentials refused) leaves
+    the partial output and a checkpoint beside it: the same call with ``resume=True`` continues it."""
     counters = Counters()
-    sink = open_sink(config.output)  # before any request: an unwritable output fails here
-    writer = open_writer(fmt, sink.stream, scratch_dir=sink.scratch_dir)
-
-    async def deliver(records: Records) -> None:
-        writer.write(records)
-
-    report: dict[str, Any]
+    output = _Output(config)
+    resume = output.resumed.walk if output.resumed is not None else None
     try:
         async with _fetcher(config, counters) as fetcher, task_group() as tg:
             if config.progress:
                 tg.start_soon(_show_progress, counters)
-            verdict = await _pipeline(config, fetcher, deliver, counters)
+            verdict = await run_pipeline(
+                fetcher,
+                output.deliver,
+                counters,
+                page_size=config.page_size,
+                concurrency=config.concurrency,
+                window=config.window_pages,
+                dedupe_horizon=config.dedupe_horizon,
+                filtered=bool(config.filters),
+                resume=resume,
+                on_page=output.on_page,
+            )
             tg.cancel_scope.cancel()
         if not verdict.complete:
             raise IncompleteExport(f"the export is not complete: {verdict.reason}")
-        writer.close()
-        sink.commit()
+        output.finish()
     except BaseException as exc:
-        writer.abort()
-        sink.abort()
-        error = exc if isinstance(exc, ExportError) else None
+        error = _settle(exc, output, counters)
         report = build_report(
             counters,
-            output=sink.name,
-            fmt=fmt,
+            output=output.sink.name,
+            fmt=output.format,
             complete=False,
-            reason=str(error) if error else type(exc).__name__,
-            error=type(exc).__name__,
-            columns_added=list(writer.columns_added),
+            reason=str(error),
+            error=type(error).__name__,
+            columns_added=list(output.writer.columns_added),
+            resumed=resume is not None,
         )
         _write_report(config, report)
-        raise
+        if error is exc:
+            raise
+        raise error from exc
     report = build_report(
         counters,
-        output=sink.name,
-        fmt=fmt,
+        output=output.sink.name,
+        fmt=output.format,
         complete=True,
         reason=verdict.reason,
-        columns_added=list(writer.columns_added),
+        columns_added=list(output.writer.columns_added),
+        resumed=resume is not None,
     )
     _write_report(config, report)
     return report
+
+
+def _settle(exc: BaseException, output: _Output, counters: Counters) -> BaseException:
+    """Keep or drop the partial output after ``exc``; the error to raise instead (with how to resume)."""
+    interrupted = isinstance(exc, KeyboardInterrupt | Interrupted) or _is_cancellation(exc)
+    if isinstance(exc, UsageError) or (isinstance(exc, IncompleteExport) and not _resumable(exc)):
+        output.discard()
+        return exc
+    if not interrupted and not isinstance(exc, ExportError):
+        output.discard()
+        return exc
+    kept = output.suspend()
+    how = (
+        f"{counters.orders_written:,} orders are kept; run the same command with --resume to continue"
+        if kept
+        else "nothing was kept"
+    )
+    if interrupted:
+        return Interrupted(f"interrupted: {how}")
+    assert isinstance(exc, ExportError)
+    exc.message = f"{exc.message}; {how}"
+    return exc
+
+
+def _resumable(exc: IncompleteExport) -> bool:
+    """An export that failed on the way (retries exhausted) can go on; one found incomplete at the end
+    cannot: a new run is the only way to a complete file."""
+    return not exc.message.startswith("the export is not complete")
+
+
+def _is_cancellation(exc: BaseException) -> bool:
+    return isinstance(exc, anyio.get_cancelled_exc_class())
+
+
+def _fingerprint(config: ExportConfig) -> dict[str, Any]:
+    """What makes two exports write the same file: the API, the query, the format. No credential."""
+    return {
+        "base_url": config.base_url.rstrip("/"),
+        "filters": [list(f) for f in config.filters],
+        "sort": config.sort,
+        "format": config.resolved_format,
+        "page_size": config.page_size,
+        "output": str(Path(config.output).resolve()) if config.output != "-" else "-",
+    }
 
 
 @contextlib.asynccontextmanager
@@ -168,7 +314,8 @@ async def count(config: ExportConfig) -> dict[str, Any]:
     """How many orders match, the page size the server really uses, and the pages that makes."""
     counters = Counters()
     async with _fetcher(config, counters) as fetcher:
-        first = await fetcher.page(0, config.page_size)
+        first = await fetcher.page(0, config.page_size, need_total=True)
+    assert first.total is not None
     plan = plan_from_first_page(config.page_size, len(first.items), first.total)
     return {
         "total": first.total,
@@ -197,3 +344,28 @@ async def get_orders(config: ExportConfig, ids: list[str]) -> list[dict[str, Any
         for index in range(len(ids)):
             tg.start_soon(one, fetcher, index)
     return results
+
+
+async def drain(config: ExportConfig) -> dict[str, Any]:
+    """Fetch every page as an export would and write nothing: how fast this API can be drained."""
+    counters = Counters()
+
+    async def discard(records: Records) -> None:
+        return None
+
+    async with _fetcher(config, counters) as fetcher:
+        verdict = await _pipeline(config, fetcher, discard, counters)
+    seconds = counters.elapsed()
+    return {
+        "complete": verdict.complete,
+        "reason": verdict.reason,
+        "orders": counters.orders_written,
+        "pages": counters.pages_done,
+        "page_size": counters.page_size,
+        "requests": counters.requests,
+        "retries": counters.retries,
+        "rate_limited": counters.rate_limited,
+        "seconds": round(seconds, 3),
+        "orders_per_second": round(counters.orders_written / seconds, 1) if seconds else 0.0,
+        "requests_per_second": round(counters.requests / seconds, 1) if seconds else 0.0,
+    }

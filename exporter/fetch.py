@@ -16,10 +16,17 @@ import anyio
 from exporter.auth import TokenProvider
 from exporter.client import ApiClient
 from exporter.config import RetryPolicy
-from exporter.errors import CredentialsRefused, IncompleteExport, RateLimited, RetryableError, Unauthorized
+from exporter.errors import (
+    BadResponse,
+    CredentialsRefused,
+    IncompleteExport,
+    RateLimited,
+    RetryableError,
+    Unauthorized,
+)
 from exporter.ratelimit import RateLimiter
 from exporter.report import Counters
-from exporter.responses import Page
+from exporter.responses import Page, RawPage, decode_page
 from exporter.retry import backoff_delay, should_retry
 
 T = TypeVar("T")
@@ -55,14 +62,37 @@ class Fetcher:
         self._sleep = sleep
         self._rand = rand
 
-    async def page(self, offset: int, limit: int, *, filtered: bool = True) -> Page:
-        """The page at ``offset`` (``filtered=False``: without the filters, to compare totals)."""
+    async def page(self, offset: int, limit: int, *, filtered: bool = True, need_total: bool = False) -> Page:
+        """The page at ``offset``, decoded (``filtered=False``: without the filters, to compare totals;
+        ``need_total``: an answer without a usable X-Total-Count is a bad one, to retry)."""
         filters = self._filters if filtered else ()
 
         async def call(authorization: str) -> Page:
-            return await self._client.get_page(offset, limit, authorization, filters=filters, sort=self._sort)
+            raw = await self._client.get_page(
+                offset, limit, authorization, filters=filters, sort=self._sort, need_total=need_total
+            )
+            return decode_page(raw)
 
         return await self._retrying(call, f"the page at offset {offset}")
+
+    async def raw_page(self, offset: int, limit: int) -> RawPage:
+        """The page at ``offset``, checked but not decoded (see ``responses.RawPage``)."""
+
+        async def call(authorization: str) -> RawPage:
+            return await self._client.get_page(
+                offset, limit, authorization, filters=self._filters, sort=self._sort
+            )
+
+        return await self._retrying(call, f"the page at offset {offset}")
+
+    async def decoded(self, raw: RawPage, limit: int) -> Page:
+        """``raw`` decoded; when its body turns out broken, the page fetched again (with retries)."""
+        try:
+            return decode_page(raw)
+        except BadResponse as exc:
+            self._counters.retries += 1
+            self._note(f"the page at offset {raw.offset}", exc, 0.0)
+            return await self.page(raw.offset, limit)
 
     async def order(self, order_id: str) -> dict[str, Any]:
         """One order's details."""

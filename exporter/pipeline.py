@@ -24,6 +24,7 @@ from typing import Any
 
 import anyio
 
+from exporter.checkpoint import WalkState
 from exporter.errors import ExportError, IncompleteExport
 from exporter.fetch import Fetcher
 from exporter.plan import (
@@ -36,10 +37,35 @@ from exporter.plan import (
     reconcile,
 )
 from exporter.report import Counters
+from exporter.responses import RawPage
 
 Records = list[dict[str, Any]]
+# Called after each page with a function that tells the walk's state (built only when a commit wants it).
+OnPage = Callable[[Callable[[], WalkState]], Awaitable[None]]
+# Counters that describe the output (not this run's requests): carried over by --resume.
+RESUMED_COUNTERS = (
+    "orders_written",
+    "duplicates_dropped",
+    "orders_without_id",
+    "pages_done",
+    "links_broken",
+    "bridge_requests",
+    "orders_bridged",
+    "tail_pages",
+)
 _MAX_BRIDGE_WINDOWS = 64
 Deliver = Callable[[Records], Awaitable[None]]
+
+
+def order_ids(items: Records) -> list[Any]:
+    """The ids of ``items``, hashable (an id that is a JSON object or array compares by its text); None
+    where an order has none."""
+    ids = [item.get("id") for item in items]
+    try:
+        set(ids)
+    except TypeError:
+        ids = [i if i is None or isinstance(i, str | int | float) else repr(i) for i in ids]
+    return ids
 
 
 class RecentIds:
@@ -52,14 +78,10 @@ class RecentIds:
         self._pages: collections.deque[list[Any]] = collections.deque()
         self._held = 0
 
-    def fresh(self, items: Records, counters: Counters) -> Records:
-        """The orders of ``items`` not seen recently, in order; counts what it drops."""
-        ids = [item.get("id") for item in items]
-        try:
-            unique = set(ids)
-        except TypeError:  # an id that is a JSON object or array: compare its text
-            ids = [i if i is None or isinstance(i, str | int) else repr(i) for i in ids]
-            unique = set(ids)
+    def fresh(self, items: Records, ids: list[Any], counters: Counters) -> Records:
+        """The orders of ``items`` (whose ids are ``ids``) not seen recently, in order; counts what it
+        drops."""
+        unique = set(ids)
         if None in unique:
             counters.orders_without_id += ids.count(None)
             unique.discard(None)
@@ -73,10 +95,11 @@ class RecentIds:
                     continue
                 page_seen.add(order_id)
                 kept.append(item)
-        self._remember(list(unique))
+        self.remember(list(unique))
         return kept
 
-    def _remember(self, ids: list[Any]) -> None:
+    def remember(self, ids: list[Any]) -> None:
+        """Count ``ids`` as seen."""
         self._seen.update(ids)
         self._pages.append(ids)
         self._held += len(ids)
@@ -103,33 +126,61 @@ class _Walk:
         self.ended = False  # the last page or window came back short: the end of the collection
         self.proven = plan.overlaps  # every link checked so far (ids present, pages overlapping)
         self.drift_seen = False
+        self.next_offset: int | None = None  # the next planned page to take; None past the plan
+
+    def state(self) -> WalkState:
+        """Where the walk stands, for a checkpoint."""
+        return WalkState(
+            total_first=self._plan.total,
+            page_size=self._plan.page_size,
+            next_offset=self.next_offset,
+            previous=list(self.previous or []),
+            last_offset=self.last_offset,
+            ended=self.ended,
+            proven=self.proven,
+            drift_seen=self.drift_seen,
+            counters={name: getattr(self._counters, name) for name in RESUMED_COUNTERS},
+        )
+
+    def restore(self, state: WalkState) -> None:
+        """Continue from a checkpoint's state."""
+        self.previous = list(state.previous) or None
+        self.last_offset = state.last_offset
+        self.ended = state.ended
+        self.proven = state.proven
+        self.drift_seen = state.drift_seen
+        self.next_offset = state.next_offset
+        for name, value in state.counters.items():
+            if name in RESUMED_COUNTERS:
+                setattr(self._counters, name, value)
+        if self.previous:
+            self._recent.remember(self.previous)
 
     async def accept(self, offset: int, items: Records) -> None:
         """Take the page fetched at ``offset``."""
-        ids = [item.get("id") for item in items]
+        ids = order_ids(items)
+        new, new_ids = items, ids
         if not self.proven or None in ids:
             self.proven = False
-            new = items
-        elif self.previous is None:
-            new = items
-        else:
+        elif self.previous is not None:
             start = continuation(self.previous, ids)
             if start is not None:
-                new = items[start:]
+                new, new_ids = items[start:], ids[start:]
             elif not items and self.ended:
-                new = []  # past the end of the collection, as the previous page already said
+                pass  # past the end of the collection, as the previous page already said
             else:
                 if items:
                     self.drift_seen = True
                     self._counters.links_broken += 1
                 new, ids, offset = await self._bridge(offset, items, ids)
+                new_ids = order_ids(new)
         if ids:
             self.previous = ids
             self.last_offset = offset + len(ids) - 1
         self.ended = len(items) < self._plan.page_size or (not items and self.ended)
-        await self._emit(new)
+        await self._emit(new, new_ids)
 
-    async def follow_tail(self, limit: int) -> None:
+    async def follow_tail(self, limit: int, on_page: OnPage) -> None:
         """After the planned pages: while the last page was full, the collection may go on (orders created
         meanwhile, or pushed along by others): follow it, page by page, to its end."""
         pages = 0
@@ -144,9 +195,11 @@ class _Walk:
             offset = self.last_offset
             page = await self._fetcher.page(offset, self._plan.page_size)
             await self.accept(offset, page.items)
+            self.next_offset = None
+            await on_page(self.state)
 
-    async def _emit(self, items: Records) -> None:
-        fresh = self._recent.fresh(items, self._counters)
+    async def _emit(self, items: Records, ids: list[Any]) -> None:
+        fresh = self._recent.fresh(items, ids, self._counters)
         if fresh:
             await self._deliver(fresh)
         self._counters.orders_written += len(fresh)
@@ -164,7 +217,7 @@ class _Walk:
         for _ in range(_MAX_BRIDGE_WINDOWS):
             counters.bridge_requests += 1
             window = (await self._fetcher.page(start, plan.page_size)).items
-            window_ids = [w.get("id") for w in window]
+            window_ids = order_ids(window)
             anchor = last_position(window_ids, anchors)
             if anchor is None:
                 if start == 0:
@@ -198,31 +251,57 @@ async def run_pipeline(
     window: int,
     dedupe_horizon: int,
     filtered: bool,
+    resume: WalkState | None = None,
+    on_page: OnPage | None = None,
 ) -> Verdict:
-    """Fetch every page, hand the new orders to ``deliver`` in API order, and reconcile."""
-    first = await fetcher.page(0, page_size)
-    plan = plan_from_first_page(page_size, len(first.items), first.total)
-    counters.total_first = first.total
+    """Fetch every page, hand the new orders to ``deliver`` in API order, and reconcile. ``on_page`` hears
+    the walk's state after each page (for checkpoints); ``resume`` continues from such a state."""
+    report_state = on_page or _ignore
+    if resume is None:
+        first = await fetcher.page(0, page_size, need_total=True)
+        assert first.total is not None
+        plan = plan_from_first_page(page_size, len(first.items), first.total)
+        walk = _Walk(fetcher, plan, deliver, counters, dedupe_horizon)
+        offsets = plan.offsets()
+        await walk.accept(0, first.items)
+        walk.next_offset = offsets.start if offsets else None
+        await report_state(walk.state)
+    else:
+        plan = Plan(total=resume.total_first, page_size=resume.page_size)
+        walk = _Walk(fetcher, plan, deliver, counters, dedupe_horizon)
+        walk.restore(resume)
+        planned = plan.offsets()
+        start = resume.next_offset if resume.next_offset is not None else planned.stop
+        offsets = range(start, planned.stop, planned.step)
+    counters.total_first = plan.total
     counters.page_size = plan.page_size
     counters.pages_planned = plan.pages
-    walk = _Walk(fetcher, plan, deliver, counters, dedupe_horizon)
 
-    async def fetch(offset: int) -> Records:
-        return (await fetcher.page(offset, plan.page_size)).items
+    async def fetch(offset: int) -> RawPage:
+        return await fetcher.raw_page(offset, plan.page_size)
 
-    await walk.accept(0, first.items)
-    await _fan_out(plan.offsets(), fetch, walk.accept, concurrency=concurrency, window=window)
-    await walk.follow_tail(limit=max(100, plan.pages))
+    async def take(offset: int, raw: RawPage) -> None:
+        items = (await fetcher.decoded(raw, plan.page_size)).items
+        await walk.accept(offset, items)
+        # Set only once the page is taken: a checkpoint made while accept() waits must not skip it.
+        following = offset + offsets.step
+        walk.next_offset = following if following < offsets.stop else None
+        await report_state(walk.state)
 
-    counters.total_last = (await fetcher.page(0, 1)).total
+    await _fan_out(offsets, fetch, take, concurrency=concurrency, window=window)
+    await walk.follow_tail(max(100, plan.pages), report_state)
+
+    total_last = (await fetcher.page(0, 1, need_total=True)).total
+    assert total_last is not None
+    counters.total_last = total_last
     written = counters.orders_written
     ignores_filters = False
-    if filtered and walk.proven and counters.total_last == first.total and written < first.total:
-        ignores_filters = (await fetcher.page(0, 1, filtered=False)).total == first.total
-    counters.drift_seen = walk.drift_seen or counters.total_last != first.total
+    if filtered and walk.proven and counters.total_last == plan.total and written < plan.total:
+        ignores_filters = (await fetcher.page(0, 1, filtered=False, need_total=True)).total == plan.total
+    counters.drift_seen = walk.drift_seen or total_last != plan.total
     return reconcile(
-        total_first=first.total,
-        total_last=counters.total_last,
+        total_first=plan.total,
+        total_last=total_last,
         written=written,
         chain_proven=walk.proven,
         drift_seen=walk.drift_seen,
@@ -230,49 +309,47 @@ async def run_pipeline(
     )
 
 
+async def _ignore(state: Callable[[], WalkState]) -> None:
+    return None
+
+
 async def _fan_out(
     offsets: range,
-    fetch: Callable[[int], Awaitable[Records]],
-    emit: Callable[[int, Records], Awaitable[None]],
+    fetch: Callable[[int], Awaitable[RawPage]],
+    emit: Callable[[int, RawPage], Awaitable[None]],
     *,
     concurrency: int,
     window: int,
 ) -> None:
+    """Fetch ``offsets`` with ``concurrency`` tasks; ``emit`` each page in offset order."""
     if not offsets:
         return
     slots = anyio.Semaphore(window)
-    offsets_tx, offsets_rx = anyio.create_memory_object_stream[int](0)
-    pages_tx, pages_rx = anyio.create_memory_object_stream[tuple[int, Records]](window)
+    todo = iter(offsets)
+    done: dict[int, RawPage] = {}
+    arrived = anyio.Event()
 
-    async def produce() -> None:
-        async with offsets_tx:
-            for offset in offsets:
-                await slots.acquire()
-                await offsets_tx.send(offset)
-
-    async def fetch_loop(
-        rx: anyio.abc.ObjectReceiveStream[int], tx: anyio.abc.ObjectSendStream[tuple[int, Records]]
-    ) -> None:
-        async with rx, tx:
-            async for offset in rx:
-                await tx.send((offset, await fetch(offset)))
+    async def fetcher() -> None:
+        # A slot is taken before an offset, and offsets are taken in order: the page the writer waits
+        # for always holds a slot, so the window cannot deadlock.
+        while True:
+            await slots.acquire()
+            offset = next(todo, None)
+            if offset is None:
+                slots.release()
+                return
+            done[offset] = await fetch(offset)
+            arrived.set()
 
     async with task_group() as tg:
-        tg.start_soon(produce)
         for _ in range(min(concurrency, len(offsets))):
-            tg.start_soon(fetch_loop, offsets_rx.clone(), pages_tx.clone())
-        offsets_rx.close()
-        pages_tx.close()
-        pending: dict[int, Records] = {}
-        order = iter(offsets)
-        wanted: int | None = next(order)
-        async with pages_rx:
-            async for offset, items in pages_rx:
-                pending[offset] = items
-                while wanted is not None and wanted in pending:
-                    await emit(wanted, pending.pop(wanted))
-                    slots.release()
-                    wanted = next(order, None)
+            tg.start_soon(fetcher)
+        for offset in offsets:
+            while offset not in done:
+                await arrived.wait()
+                arrived = anyio.Event()
+            await emit(offset, done.pop(offset))
+            slots.release()
 
 
 @contextlib.asynccontextmanager

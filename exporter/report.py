@@ -47,6 +47,7 @@ def build_report(
     reason: str,
     error: str | None = None,
     columns_added: list[str] | None = None,
+    resumed: bool = False,
 ) -> dict[str, Any]:
     """The run report: what ``--report`` writes and ``export()`` returns."""
     wall = counters.elapsed()
@@ -77,6 +78,7 @@ def build_report(
         },
         "orders_without_id": counters.orders_without_id,
         "columns_added": columns_added or [],
+        "resumed": resumed,
         "wall_seconds": round(wall, 3),
         "orders_per_second": round(counters.orders_written / wall, 1) if wall > 0 else 0.0,
         "counters": tallies,

@@ -37,7 +37,18 @@ class Page:
 
     offset: int
     items: list[dict[str, Any]]
-    total: int
+    total: int | None
+    request_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RawPage:
+    """One list answer not decoded yet: its body passed a cheap check (a JSON array by its ends), and the
+    total it claimed. Decoding waits until the page's turn to be written, so the orders live briefly."""
+
+    offset: int
+    body: bytes
+    total: int | None
     request_id: str | None
 
 
@@ -69,26 +80,57 @@ def parse_total(value: str | None, *, request_id: str | None = None, offset: int
     return total
 
 
-def parse_page(body: bytes, headers: Mapping[str, str], offset: int) -> Page:
-    """A 2xx list answer: a JSON array of objects, with ``X-Total-Count``. ``X-Result-Count`` is ignored:
-    the body's length is the truth."""
+def parse_page(body: bytes, headers: Mapping[str, str], offset: int, *, need_total: bool = True) -> Page:
+    """A 2xx list answer: a JSON array of objects, and ``X-Total-Count`` (a BadResponse if it is missing or
+    not a count, when ``need_total``; else None then). ``X-Result-Count`` is ignored: the body's length is
+    the truth."""
+    return decode_page(check_page(body, headers, offset, need_total=need_total))
+
+
+def check_page(body: bytes, headers: Mapping[str, str], offset: int, *, need_total: bool = True) -> RawPage:
+    """The cheap half of ``parse_page``: the total, and a body that looks like a JSON array by its ends
+    (catches HTML, empty and most truncated bodies without decoding)."""
     request_id = headers.get(REQUEST_ID)
-    total = parse_total(headers.get("X-Total-Count"), request_id=request_id, offset=offset)
-    items = _decode(body, request_id=request_id, offset=offset)
+    total: int | None = None
+    try:
+        total = parse_total(headers.get("X-Total-Count"), request_id=request_id, offset=offset)
+    except BadResponse:
+        if need_total:
+            raise
+    ends = body.strip()
+    if not ends:
+        raise BadResponse("the body is empty", request_id=request_id, offset=offset)
+    if not (ends.startswith(b"[") and ends.endswith(b"]")):
+        _decode(body, request_id=request_id, offset=offset)  # names the problem if it is not JSON at all
+        raise BadResponse(
+            f"expected a JSON array of orders, got {_clip(body)!r}", request_id=request_id, offset=offset
+        )
+    return RawPage(offset=offset, body=body, total=total, request_id=request_id)
+
+
+def decode_page(raw: RawPage) -> Page:
+    """The orders of a checked page; BadResponse if the body is not a JSON array of objects after all."""
+    request_id, offset = raw.request_id, raw.offset
+    items = _decode(raw.body, request_id=request_id, offset=offset)
     if not isinstance(items, list):
         raise BadResponse(
-            f"expected a JSON array of orders, got {type(items).__name__}: {_clip(body)!r}",
+            f"expected a JSON array of orders, got {type(items).__name__}: {_clip(raw.body)!r}",
             request_id=request_id,
             offset=offset,
         )
-    for position, item in enumerate(items):
-        if not isinstance(item, dict):
-            raise BadResponse(
-                f"item {position} of the page is {type(item).__name__}, not an order object",
-                request_id=request_id,
-                offset=offset,
-            )
-    return Page(offset=offset, items=items, total=total, request_id=request_id)
+    # One pass in C for the usual page of plain objects; the slow search only when something else is there.
+    odd = (
+        None
+        if not items or set(map(type, items)) == {dict}
+        else next(((i, v) for i, v in enumerate(items) if not isinstance(v, dict)), None)
+    )
+    if odd is not None:
+        raise BadResponse(
+            f"item {odd[0]} of the page is {type(odd[1]).__name__}, not an order object",
+            request_id=request_id,
+            offset=offset,
+        )
+    return Page(offset=offset, items=items, total=raw.total, request_id=request_id)
 
 
 def parse_object(body: bytes, headers: Mapping[str, str]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 import pyarrow.parquet as pq
+
 from exporter.writers.csv import flatten_record
 
 

@@ -185,6 +185,8 @@ def test_no_secret_at_verbose_level_even_through_failures(tmp_path: Path) -> Non
             str(secret_file),
             env={**creds(sb), "ORANGE_CLIENT_SECRET": ""},
         )
+        tokens = sb.issued_tokens()
+    assert len(tokens) >= 3, "tokens were issued, renewed after revocations"
     assert ok.returncode == 0, ok.stderr
     assert "retrying" in ok.stderr
     assert bad.returncode == 4
@@ -195,6 +197,7 @@ def test_no_secret_at_verbose_level_even_through_failures(tmp_path: Path) -> Non
         assert SECRET not in text
         assert API_KEY not in text
         assert "Bearer " not in text
+        assert not [token for token in tokens if token in text]
 
 
 def test_count_prints_total_pages_and_time_at_rate(sandbox: Any) -> None:

@@ -94,6 +94,10 @@ class _SandboxFacade:
         write each of them exactly once. Without drift, the same as ``expected_ids``."""
         return self._read(lambda app: app.stable_ids(filters, sort, since))
 
+    def issued_tokens(self) -> list[str]:
+        """Every access token issued so far (tests check that none leaks into an output or a log)."""
+        return self._read(lambda app: app.tokens.issued_tokens())
+
     def created_ids(self) -> list[str]:
         """The ids of the orders drift created so far, oldest first."""
         return self._read(lambda app: app.created_ids())

@@ -38,6 +38,10 @@ class TokenIssuer:
         self.issued += 1
         return token
 
+    def issued_tokens(self) -> list[str]:
+        """Every token issued so far, for tests that check no token leaks into an output."""
+        return list(self._issued_at)
+
     def check(self, token: str) -> TokenState:
         """The state of ``token`` now."""
         issued_at = self._issued_at.get(token)

@@ -1,0 +1,242 @@
+"""Hostile servers: every fault at once, stalls and trickles, answers of the wrong shape. No hang, no loss."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import orjson
+import pytest
+
+from exporter import IncompleteExport, export
+from exporter.config import Credentials, ExportConfig, RetryPolicy, Timeouts
+from exporter.sandbox import Sandbox, SandboxConfig
+from tests.conftest import FORMATS, SUFFIX, export_config
+from tests.readback import assert_export_matches
+
+ALL_FAULTS = SandboxConfig(
+    orders=20_000,
+    seed=3,
+    fail_500=0.025,
+    fail_503=0.025,
+    fail_502_html=0.01,
+    drop_rate=0.01,
+    truncate_rate=0.01,
+    stall_rate=0.005,
+    stall_seconds=3.0,
+    token_lifetime=3.0,
+    revoke_every=5.0,
+    rate_limit=150,
+    burst=10,
+    rate_limit_style="403",
+    retry_after="none",
+)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+async def test_all_faults_at_once_still_give_an_exact_export(tmp_path: Path, fmt: str) -> None:
+    """5% 500/503, 1% HTML 502, 1% drops, 1% truncations, 0.5% stalls past the read timeout, 3 s tokens
+    revoked every 5 s, a 403-53 rate limit without Retry-After: exact, complete."""
+    out = tmp_path / f"orders{SUFFIX[fmt]}"
+    async with Sandbox(ALL_FAULTS) as sb:
+        report = await export(
+            export_config(
+                sb,
+                out,
+                page_size=100,
+                concurrency=16,
+                timeouts=Timeouts(connect=1.0, read=1.0, total=5.0),
+                retry=RetryPolicy(attempts=12, deadline=90.0, base_delay=0.05, max_delay=1.0),
+            )
+        )
+        expected = sb.expected_records()
+        faults = sb.stats()["faults"]
+    assert report["complete"]
+    assert report["retries"] > 0
+    assert report["rate_limited"] > 0
+    assert sum(faults.values()) > 10, faults
+    assert_export_matches(out, fmt, expected)
+
+
+async def test_a_stall_past_the_read_timeout_costs_a_retry_not_a_hang(tmp_path: Path) -> None:
+    """One answer in ten stalls 30 s; the 0.5 s read timeout turns each into a retry."""
+    out = tmp_path / "orders.jsonl"
+    cfg = SandboxConfig(orders=5_000, stall_rate=0.1, stall_seconds=30.0, seed=1)
+    async with Sandbox(cfg) as sb:
+        with anyio_fail_after(20):
+            report = await export(export_config(sb, out, page_size=100, timeouts=Timeouts(0.5, 0.5, 2.0)))
+    assert report["complete"]
+    assert report["retries"] > 0
+
+
+async def serve(
+    handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+) -> asyncio.Server:
+    return await asyncio.start_server(handler, "127.0.0.1", 0)
+
+
+async def _read_request(reader: asyncio.StreamReader) -> bytes:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+    if length:
+        await reader.readexactly(length)
+    return head
+
+
+def _answer(body: bytes, headers: dict[str, str] | None = None, status: str = "200 OK") -> bytes:
+    lines = [f"HTTP/1.1 {status}", f"Content-Length: {len(body)}", "Content-Type: application/json"]
+    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+TOKEN = orjson.dumps({"token_type": "Bearer", "access_token": "t0k3n-value", "expires_in": 3600})
+
+
+@pytest.fixture
+async def trickling_server() -> AsyncIterator[str]:
+    """A server whose token answer is fine but whose pages trickle one byte every 0.2 s, forever."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await _read_request(reader)
+                if head.startswith(b"POST"):
+                    writer.write(_answer(TOKEN))
+                    await writer.drain()
+                    continue
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\nX-Total-Count: 5\r\n\r\n[")
+                while True:
+                    writer.write(b" ")
+                    await writer.drain()
+                    await asyncio.sleep(0.2)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    server = await serve(handle)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        yield f"http://127.0.0.1:{port}"
+        server.close()
+
+
+def hostile_config(base_url: str, out: Path, **overrides: object) -> ExportConfig:
+    settings: dict[str, object] = {
+        "credentials": Credentials("id", "secret-value", "key-value"),
+        "base_url": base_url,
+        "output": str(out),
+        "timeouts": Timeouts(connect=0.5, read=0.5, total=1.5),
+        "retry": RetryPolicy(attempts=2, deadline=10.0, base_delay=0.01, max_delay=0.05),
+    }
+    settings.update(overrides)
+    return ExportConfig(**settings)  # type: ignore[arg-type]
+
+
+async def test_a_trickling_body_is_cut_by_the_total_timeout(trickling_server: str, tmp_path: Path) -> None:
+    """Bytes every 0.2 s never trip the read timeout; the total timeout ends each try, then exit 5."""
+    out = tmp_path / "orders.jsonl"
+    with anyio_fail_after(15), pytest.raises(IncompleteExport) as caught:
+        await export(hostile_config(trickling_server, out))
+    assert "timed out" in str(caught.value)
+    assert not out.exists()
+
+
+Answer = Callable[[int, int], bytes]
+
+
+@pytest.fixture
+async def scripted_server() -> AsyncIterator[tuple[str, list[Answer]]]:
+    """A server whose list answers come from a function of (offset, limit) the test puts in the list."""
+    script: list[Answer] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await _read_request(reader)
+                if head.startswith(b"POST"):
+                    writer.write(_answer(TOKEN))
+                else:
+                    target = head.split(b" ")[1].decode()
+                    query = parse_qs(urlsplit(target).query)
+                    writer.write(script[0](int(query["offset"][0]), int(query["limit"][0])))
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    server = await serve(handle)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        yield f"http://127.0.0.1:{port}", script
+        server.close()
+
+
+@pytest.mark.parametrize(
+    ("answer", "words"),
+    [
+        (_answer(b"<html>oops</html>", {"X-Total-Count": "3"}), "not JSON"),
+        (_answer(b"", {"X-Total-Count": "3"}), "empty"),
+        (_answer(b'{"items": []}', {"X-Total-Count": "3"}), "expected a JSON array"),
+        (_answer(b'[1, "two"]', {"X-Total-Count": "3"}), "not an order object"),
+        (_answer(b'[{"id": "a"}]', {"X-Total-Count": "-4"}), "X-Total-Count"),
+        (_answer(b'[{"id": "a"}]', {"X-Total-Count": "99999999999999999999"}), "X-Total-Count"),
+        (_answer(b'[{"id": "a"}]', {"X-Total-Count": "lots"}), "X-Total-Count"),
+        (_answer(b'[{"id": "a"}]'), "X-Total-Count"),
+    ],
+)
+async def test_hostile_first_pages_fail_clearly(
+    scripted_server: tuple[str, list[Answer]], tmp_path: Path, answer: bytes, words: str
+) -> None:
+    """Whatever a broken gateway sends, the export fails with exit 5 and a line that names it."""
+    base_url, script = scripted_server
+    script.append(lambda offset, limit: answer)
+    out = tmp_path / "orders.jsonl"
+    with anyio_fail_after(15), pytest.raises(IncompleteExport) as caught:
+        await export(hostile_config(base_url, out))
+    assert words in str(caught.value)
+    assert not out.exists()
+
+
+async def test_orders_without_ids_are_written_and_counted(
+    scripted_server: tuple[str, list[Answer]], tmp_path: Path
+) -> None:
+    """A page of orders lacking ids: written (nothing dropped), counted, checked by count alone."""
+    base_url, script = scripted_server
+    page = _answer(orjson.dumps([{"id": "a"}, {"name": "no id"}, {"id": "c"}]), {"X-Total-Count": "3"})
+    script.append(lambda offset, limit: page)
+    out = tmp_path / "orders.jsonl"
+    report = await export(hostile_config(base_url, out))
+    assert report["complete"]
+    assert report["orders_without_id"] >= 1
+    assert [orjson.loads(line) for line in out.read_bytes().splitlines()][1] == {"name": "no id"}
+
+
+async def test_a_server_that_stops_answering_past_an_offset_is_not_complete(
+    scripted_server: tuple[str, list[Answer]], tmp_path: Path
+) -> None:
+    """The total says 6 but nothing comes past offset 3 (an offset cap), nothing moved: exit 5, no file."""
+    base_url, script = scripted_server
+    orders = [{"id": name} for name in "abcdef"]
+
+    def capped(offset: int, limit: int) -> bytes:
+        return _answer(orjson.dumps(orders[offset : min(offset + limit, 3)]), {"X-Total-Count": "6"})
+
+    script.append(capped)
+    out = tmp_path / "orders.jsonl"
+    with pytest.raises(IncompleteExport) as caught:
+        await export(hostile_config(base_url, out, page_size=3))
+    assert "3 orders missing" in str(caught.value)
+    assert not out.exists()
+
+
+def anyio_fail_after(seconds: float):  # type: ignore[no-untyped-def]
+    import anyio
+
+    return anyio.fail_after(seconds)

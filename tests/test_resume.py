@@ -1,0 +1,185 @@
+"""Crash and resume: SIGKILL at a random point, then --resume, equals an uninterrupted export; SIGTERM stops
+fast, keeps what is committed and says how to go on; a --resume of another export is refused."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow.parquet as pq
+import pytest
+
+from exporter.sandbox import SandboxConfig, SandboxThread
+from tests.conftest import FORMATS, SUFFIX
+
+ORDERS = 12_000
+PAGE = 100
+CONCURRENCY = 2
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[Any]:
+    # Latency makes the export last a few seconds, long enough to commit and be killed.
+    with SandboxThread(SandboxConfig(orders=ORDERS, latency=0.05, seed=21)) as sb:
+        yield sb
+
+
+def command(sb: Any, out: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "exporter",
+        "export",
+        "-o",
+        str(out),
+        "--page-size",
+        str(PAGE),
+        "--concurrency",
+        str(CONCURRENCY),
+        "--commit-rows",
+        "2000",
+        "--no-progress",
+        "-q",
+        "--base-url",
+        sb.base_url,
+        "--client-id",
+        sb.client_id,
+        *extra,
+    ]
+
+
+def env(sb: Any) -> dict[str, str]:
+    return {**os.environ, "ORANGE_CLIENT_SECRET": sb.client_secret, "ORANGE_API_KEY": sb.api_key}
+
+
+def checkpoint_of(out: Path) -> Path:
+    return out.parent / f".{out.name}.checkpoint.json"
+
+
+def start_and_wait_for_a_commit(sb: Any, out: Path, *extra: str) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(command(sb, out, *extra), env=env(sb), stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not checkpoint_of(out).exists():
+        assert proc.poll() is None, (
+            f"the export ended before its first commit: {proc.stderr.read() if proc.stderr else ''}"
+        )
+        assert time.monotonic() < deadline, "no checkpoint after 30 s"
+        time.sleep(0.02)
+    return proc
+
+
+def same_output(a: Path, b: Path, fmt: str) -> bool:
+    if fmt == "parquet":
+        left, right = pq.read_table(a), pq.read_table(b)
+        return bool(left.schema.equals(right.schema) and left.equals(right))
+    return a.read_bytes() == b.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def reference(sandbox: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One uninterrupted export per format."""
+    folder = tmp_path_factory.mktemp("reference")
+    outputs = {}
+    for fmt in FORMATS:
+        out = folder / f"orders{SUFFIX[fmt]}"
+        result = subprocess.run(
+            command(sandbox, out), env=env(sandbox), capture_output=True, text=True, check=False
+        )
+        assert result.returncode == 0, result.stderr
+        outputs[fmt] = out
+    return outputs
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_sigkill_then_resume_equals_an_uninterrupted_export(
+    sandbox: Any, reference: dict[str, Path], tmp_path: Path, fmt: str
+) -> None:
+    """kill -9 at a random point after a commit; --resume finishes it; the file equals the reference and
+    the resumed run fetched no more than the uncommitted pages and the reorder window."""
+    out = tmp_path / f"orders{SUFFIX[fmt]}"
+    proc = start_and_wait_for_a_commit(sandbox, out)
+    time.sleep(random.uniform(0.0, 1.5))
+    proc.kill()
+    proc.communicate()
+    assert not out.exists(), "nothing under the final name after a crash"
+    committed = orjson.loads(checkpoint_of(out).read_bytes())["walk"]
+    remaining = ORDERS - (committed["next_offset"] if committed["next_offset"] is not None else ORDERS)
+    before = sandbox.stats()["data_requests"]
+    resumed = subprocess.run(
+        command(sandbox, out, "--resume"), env=env(sandbox), capture_output=True, text=True, check=False
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    fetched = sandbox.stats()["data_requests"] - before
+    window = 4 * CONCURRENCY
+    assert fetched <= remaining // (PAGE - 1) + 1 + window + 3, (fetched, remaining)
+    assert same_output(out, reference[fmt], fmt)
+    assert not checkpoint_of(out).exists()
+    assert not list(tmp_path.glob(".*partial*")), "no partial file left behind"
+
+
+def test_sigterm_stops_within_two_seconds_and_says_how_to_resume(
+    sandbox: Any, reference: dict[str, Path], tmp_path: Path
+) -> None:
+    """SIGTERM: exit 130 within 2 s, one line naming --resume; the resumed export equals the reference."""
+    out = tmp_path / "orders.csv"
+    proc = start_and_wait_for_a_commit(sandbox, out)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=10)
+    assert time.monotonic() - sent < 2.0
+    assert proc.returncode == 130
+    assert "--resume" in stderr
+    assert len(stderr.strip().splitlines()) == 1, stderr
+    resumed = subprocess.run(
+        command(sandbox, out, "--resume"), env=env(sandbox), capture_output=True, text=True, check=False
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert same_output(out, reference["csv"], "csv")
+
+
+def test_resume_of_another_export_is_refused(sandbox: Any, tmp_path: Path) -> None:
+    """A --resume whose filters or format differ from the interrupted run: exit 2, one clear line."""
+    out = tmp_path / "orders.jsonl"
+    proc = start_and_wait_for_a_commit(sandbox, out)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=10)
+    other = subprocess.run(
+        command(sandbox, out, "--resume", "--filter", "type=C_GENERIC_S1"),
+        env=env(sandbox),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert other.returncode == 2
+    assert "different export" in other.stderr
+    assert "filters" in other.stderr
+    again = subprocess.run(
+        command(sandbox, out, "--resume", "-f", "csv"),
+        env=env(sandbox),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert again.returncode == 2
+    assert "format" in again.stderr
+
+
+def test_resume_with_nothing_to_resume_is_refused(sandbox: Any, tmp_path: Path) -> None:
+    """--resume with no checkpoint: exit 2 saying so."""
+    result = subprocess.run(
+        command(sandbox, tmp_path / "o.jsonl", "--resume"),
+        env=env(sandbox),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "nothing to resume" in result.stderr

@@ -19,6 +19,16 @@ Strategy, a column first seen late (the header is decided after the first ``head
   ``_extra`` as a JSON object ``{"column": "cell text"}`` (empty when there is none), so the row still holds
   every field: header cells + ``_extra`` == ``flatten_record(order)``. A field of the data that is itself
   named ``_extra`` is always put into that JSON object.
+
+Commit and resume (file mode with rows written straight to the stream; in stream and spool modes
+``commit`` returns None: there is nothing another run could continue): a commit is a flush, and its state
+is what the rewrite at close needs: the bytes committed, the columns (as raw key paths), the runs of row
+widths, and the count of field-less orders still waiting for a first column. While the header waits for
+its ``header_rows`` orders, only a forced commit is one, and it decides the header from the orders held so
+far: the columns of the next orders are then late columns, appended in first-seen order and padded at
+close like any other, so the finished file is the same (``columns_added`` just names more of them). A
+resume cuts the file back to the committed bytes, after checking that it still starts with the committed
+header (a kill during the rewrite at close would have changed it).
 """
 
 from __future__ import annotations
@@ -39,6 +49,7 @@ import orjson
 from exporter.errors import ExportError
 from exporter.writers.cells import column_name, flatten_record, leaf_cells
 from exporter.writers.rows import Layout, encode_rows
+from exporter.writers.state import check_tag, cut, integer, items, new_state, read_at, refuse, strings
 
 __all__ = ["EXTRA_COLUMN", "CsvWriter", "encode_rows", "flatten_record"]
 
@@ -47,10 +58,12 @@ _COPY_CHUNK = 1 << 20
 _ROWS_PER_TEXT = 200
 
 
-def pad_pieces(pieces: list[bytes], pad: bytes, quoted: bool) -> tuple[bytes, bool]:
+def pad_pieces(pieces: list[bytes], pad: bytes, quoted: bool, lone: bool = False) -> tuple[bytes, bool]:
     """Rows split on CRLF, joined again with ``pad`` before each CRLF that ends a row (not one inside a
     quoted cell); ``quoted``: whether the first piece starts inside a quoted cell. Returns the bytes and
-    whether the text after them is still inside a quoted cell.
+    whether the text after them is still inside a quoted cell. ``lone``: the rows have a single cell, where
+    an empty one is written ``""`` (a bare one would be a blank line); padded, it becomes a bare empty cell,
+    as ``encode_rows`` writes it in a wider row.
 
     A CRLF ends a row when the quotes before it in the row are even in number (a doubled quote counts
     two), so counting quotes per piece is enough: no CSV parsing, and a C-speed join when no piece has an
@@ -59,9 +72,13 @@ def pad_pieces(pieces: list[bytes], pad: bytes, quoted: bool) -> tuple[bytes, bo
     counts = list(map(bytes.count, pieces, repeat(b'"')))
     end = pad + b"\r\n"
     if not quoted and not any(map((1).__and__, counts)):
+        if lone:
+            pieces = [b"" if piece == b'""' else piece for piece in pieces]
         return end.join(pieces) + end if pieces else b"", False
     out: list[bytes] = []
     for piece, count in zip(pieces, counts, strict=True):
+        if lone and not quoted and piece == b'""':
+            piece = b""  # the lone empty cell of a row, not text inside a quoted cell
         if count & 1:
             quoted = not quoted
         out.append(piece)
@@ -137,6 +154,84 @@ class CsvWriter:
                 self._start()
             return
         self._write(records)
+
+    @classmethod
+    def resume(cls, stream: BinaryIO, *, scratch_dir: Path | None, state: dict[str, Any]) -> CsvWriter:
+        """The writer of a commit's ``state``, after cutting ``stream`` back to the committed bytes."""
+        check_tag(state, "csv")
+        if scratch_dir is None:
+            raise refuse("csv", "a CSV written to stdout cannot be continued")
+        committed = integer(state, "bytes", "csv")
+        base = integer(state, "base", "csv")
+        writer = cls(stream, scratch_dir=scratch_dir)
+        writer._base = base
+        try:
+            if writer._out is not stream:
+                raise refuse("csv", "the partial output cannot be read back")
+            writer._restore(state, committed - base)
+            if writer._runs:  # the first run starts right after the header
+                header = encode_rows([writer._layout.names[: writer._runs[0][1]]]).encode("utf-8")
+                if len(header) != writer._runs[0][0] or read_at(stream, base, len(header), "csv") != header:
+                    raise refuse("csv", "the partial output does not start with the committed header")
+            cut(stream, committed, "csv")
+        except BaseException:
+            writer.abort()
+            raise
+        return writer
+
+    def _restore(self, state: dict[str, Any], written: int) -> None:
+        """Columns, runs and counters from a commit's state, checked against each other."""
+        for path in items(state, "columns", "csv"):
+            if not (isinstance(path, list) and path and all(isinstance(key, str) for key in path)):
+                raise refuse("csv", "its state has no valid 'columns'")
+            if not self._layout.add(tuple(path)):
+                raise refuse("csv", f"its state names the column {column_name(tuple(path))!r} twice")
+        runs = []
+        for run in items(state, "runs", "csv"):
+            if not (isinstance(run, list) and len(run) == 2 and all(type(n) is int for n in run)):
+                raise refuse("csv", "its state has no valid 'runs'")
+            runs.append((run[0], run[1]))
+        offsets, widths = [run[0] for run in runs], [run[1] for run in runs]
+        if runs:  # each run starts later and is wider than the one before; the last has every column
+            ordered = offsets == sorted(set(offsets)) and widths == sorted(set(widths))
+            agree = ordered and offsets[-1] <= written and widths[-1] == len(self._layout)
+        else:  # nothing written yet, not even a header
+            agree = written == 0 and not len(self._layout)
+        if not agree:
+            raise refuse("csv", "its state's columns, runs and bytes do not agree")
+        self._runs = runs
+        self._written = written
+        self._started = True
+        self._blank = integer(state, "blank", "csv")
+        self.orders = integer(state, "orders", "csv")
+        self.columns_added = strings(state, "columns_added", "csv")
+
+    def commit(self, *, force: bool = False) -> dict[str, Any] | None:
+        """Flush; the state of this commit point (see the module docstring), or None when there is none."""
+        if self._closed or self._scratch_dir is None or self._out is not self._stream:
+            return None
+        if not self._started:
+            if not force:
+                return None
+            self._start()
+        try:
+            self._stream.flush()
+        except OSError as exc:
+            raise ExportError(f"cannot write the CSV output: {exc.strerror or exc}") from exc
+        return new_state(
+            "csv",
+            bytes=self._base + self._written,
+            base=self._base,
+            orders=self.orders,
+            columns=[list(path) for path in self._layout.paths],
+            runs=[list(run) for run in self._runs],
+            blank=self._blank,
+            columns_added=list(self.columns_added),
+        )
+
+    def suspend(self) -> None:
+        """Stop; only scratch files go (none is part of a commit), the stream is left as committed."""
+        self.abort()
 
     def close(self) -> None:
         """Write what is held, then (file mode) rewrite with the full header if columns came late."""
@@ -284,7 +379,7 @@ class CsvWriter:
             if run_width == width:
                 self._copy_bytes(source, end - start)
             else:
-                self._pad_rows(source, end - start, b"," * (width - run_width))
+                self._pad_rows(source, end - start, b"," * (width - run_width), lone=run_width == 1)
 
     def _read_run(self, source: BinaryIO, size: int) -> Iterator[bytes]:
         while size > 0:
@@ -298,14 +393,14 @@ class CsvWriter:
         for chunk in self._read_run(source, size):
             self._stream.write(chunk)
 
-    def _pad_rows(self, source: BinaryIO, size: int, pad: bytes) -> None:
+    def _pad_rows(self, source: BinaryIO, size: int, pad: bytes, *, lone: bool) -> None:
         """Copy ``size`` bytes of rows, adding ``pad`` (empty cells) before the CRLF that ends each row."""
         carry = b""
         quoted = False  # inside a quoted cell where the previous piece ended
         for chunk in self._read_run(source, size):
             pieces = (carry + chunk).split(b"\r\n")
             carry = pieces.pop()
-            data, quoted = pad_pieces(pieces, pad, quoted)
+            data, quoted = pad_pieces(pieces, pad, quoted, lone)
             self._stream.write(data)
         if carry or quoted:
             raise ExportError("the CSV output was cut short while it was being rewritten")

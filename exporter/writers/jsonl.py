@@ -1,7 +1,8 @@
 """JSON Lines: one order per line, exactly the JSON object the API sent (orjson), UTF-8, ending in ``\\n``.
 
 Nothing to infer and nothing that can arrive late: every field of every order is in its line. Zero orders
-give an empty file.
+give an empty file. A commit is a flush: its state is the bytes committed (always whole lines) and the
+orders count; a resume cuts the stream back to those bytes.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any, BinaryIO
 import orjson
 
 from exporter.errors import ExportError
+from exporter.writers.state import check_tag, cut, integer, new_state, read_at, refuse
 
 _dumps_line = partial(orjson.dumps, option=orjson.OPT_APPEND_NEWLINE)
 _BUFFER = 1 << 18
@@ -34,6 +36,10 @@ class _Forward(io.RawIOBase):
 
     def drop(self) -> None:
         self._stream = None
+
+    @property
+    def dropped(self) -> bool:
+        return self._stream is None
 
 
 class JsonlWriter:
@@ -58,6 +64,36 @@ class JsonlWriter:
             raise ExportError(f"cannot write the JSONL output: {exc.strerror or exc}") from exc
         self.orders += len(records)
 
+    @classmethod
+    def resume(cls, stream: BinaryIO, state: dict[str, Any]) -> JsonlWriter:
+        """The writer of a commit's ``state``, after cutting ``stream`` back to the committed bytes."""
+        check_tag(state, "jsonl")
+        committed = integer(state, "bytes", "jsonl")
+        orders = integer(state, "orders", "jsonl")
+        if committed and read_at(stream, committed - 1, 1, "jsonl") not in (b"\n", b""):
+            raise refuse("jsonl", f"the partial output has no line end at the {committed:,} bytes committed")
+        cut(stream, committed, "jsonl")
+        writer = cls(stream)
+        writer.orders = orders
+        return writer
+
+    def commit(self, *, force: bool = False) -> dict[str, Any] | None:
+        """Flush into the stream; the state is the bytes committed and the orders count (None when the
+        stream cannot tell its position: it cannot be continued; or after abort/suspend)."""
+        if self._raw.dropped:
+            return None
+        try:
+            self._buffer.flush()
+            self._stream.flush()
+        except OSError as exc:
+            self._raw.drop()
+            raise ExportError(f"cannot write the JSONL output: {exc.strerror or exc}") from exc
+        try:
+            committed = self._stream.tell()
+        except (OSError, ValueError, io.UnsupportedOperation):
+            return None  # a pipe: nothing could take it back or continue it
+        return new_state("jsonl", bytes=committed, orders=self.orders)
+
     def close(self) -> None:
         try:
             self._buffer.flush()
@@ -68,4 +104,8 @@ class JsonlWriter:
 
     def abort(self) -> None:
         """Drop what is buffered; the stream is left alone."""
+        self._raw.drop()
+
+    def suspend(self) -> None:
+        """Stop: what the last commit flushed stays, anything written after it is dropped."""
         self._raw.drop()

@@ -82,6 +82,7 @@ DATE = Scalar("date")
 TEXT = Scalar("text")
 
 _STRINGS = frozenset({STRING, TIMESTAMP, DATE})
+_SCALARS = {scalar.name: scalar for scalar in (NULL, BOOL, INT, FLOAT, STRING, TIMESTAMP, DATE, TEXT)}
 
 
 def kind_of(value: Any) -> Kind:
@@ -229,3 +230,34 @@ def _diff(old: Kind, new: Kind, path: KeyPath, added: list[str], widened: list[s
         _diff(old.item, new.item, (*path, ITEM), added, widened)
     elif old is not NULL:
         widened.append(f"{path_name(path)}: {old!r} -> {new!r}")
+
+
+def kind_to_json(kind: Kind) -> Any:
+    """``kind`` as JSON, for a checkpoint: a scalar's name, ``{"list": item}``, or
+    ``{"struct": [[name, kind], ...]}``."""
+    if isinstance(kind, Scalar):
+        return kind.name
+    if isinstance(kind, ListOf):
+        return {"list": kind_to_json(kind.item)}
+    assert isinstance(kind, Struct)
+    return {"struct": [[name, kind_to_json(child)] for name, child in kind.fields]}
+
+
+def kind_from_json(data: Any) -> Kind:
+    """The kind ``kind_to_json`` gave ``data`` for (scalars are the module's own); ``ValueError`` if none."""
+    if isinstance(data, str) and data in _SCALARS:
+        return _SCALARS[data]
+    if isinstance(data, dict) and len(data) == 1:
+        if "list" in data:
+            return ListOf(kind_from_json(data["list"]))
+        fields = data.get("struct")
+        if isinstance(fields, list):
+            pairs = []
+            for pair in fields:
+                if not (isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str)):
+                    raise ValueError(f"not a struct field: {pair!r}")
+                pairs.append((pair[0], kind_from_json(pair[1])))
+            if len({name for name, _ in pairs}) != len(pairs):
+                raise ValueError("a struct names a field twice")
+            return Struct(tuple(pairs))
+    raise ValueError(f"not a kind: {data!r}")

@@ -11,14 +11,29 @@ checks that nothing would be dropped or coerced), and the Arrow batches are buff
 full. Full row groups are encoded and compressed on one background thread (pyarrow releases the GIL
 there), one at a time, so memory stays about two row groups of Arrow data whatever the total.
 
-Data goes to *segment* files in ``scratch_dir``. When a batch does not fit the kind (a field first seen
-late, at the top level or nested; a value of another type; a string that is not a date-time in a
-timestamp column), the batch is inferred, the kind widened (``kinds.unify``), and a new segment started
-with the wider kind; nothing of the batch is dropped. At ``close()``: with one segment (the usual case)
-its bytes are copied into the stream (about 25 bytes an order); with several, every segment is read back
-10,000 rows at a time, widened to the final kind (``arrowconv.conform``: new columns null in earlier rows;
-int -> double; date -> its text; timestamp -> ISO text in UTC, ``...Z``, same instant; anything -> its
-text), re-cut into full row groups and written into the stream as one file.
+Data goes to *segment* files in ``scratch_dir`` (named after the partial output, see ``segments``). When a
+batch does not fit the kind (a field first seen late, at the top level or nested; a value of another type;
+a string that is not a date-time in a timestamp column), the batch is inferred, the kind widened
+(``kinds.unify``), and a new segment started with the wider kind; nothing of the batch is dropped. At
+``close()``: with one segment (the usual case) its bytes are copied into the stream (about 25 bytes an
+order); with several of one kind, their bytes are joined under one merged footer (``footer.join``), as
+fast as a copy; with several kinds, every segment is read back 10,000 rows at a time, widened to the
+final kind (``arrowconv.conform``: new columns null in earlier rows; int -> double; date -> its text;
+timestamp -> ISO text in UTC, ``...Z``, same instant; anything -> its text), re-cut into full row groups
+and written into the stream as one file.
+
+Commit and resume: a commit closes the current segment (once it holds ``commit_rows`` orders, or whatever
+it holds when forced: what is pending is converted first, so a forced commit in the first ``sample_rows``
+orders infers the kind from fewer of them), fsyncs it, and returns the list of finished segments (name,
+rows, size, kind) with the current kind and counters; the next orders start a new segment of the same
+kind, so the stream only ever receives the finished file. A resume checks each listed segment (there,
+same size, a readable footer with the rows and schema committed), deletes every other segment of the same
+output (the unfinished one of a killed run has no footer; one finished after the last commit is not
+listed either: their orders come again), and goes on with the saved kind. Each segment ends with a short
+row group (its rows beyond the last full one), which the byte join keeps. A segment boundary, wherever it
+falls, can change two odd cases, as a batch boundary already can: an empty object in a struct column
+later widened to text reads ``{"a":null}`` rather than ``{}``, and an int beyond 2**53 nested in a
+column later widened to double makes that leaf text rather than the whole top-level field.
 
 Orders without any field become rows of nulls once a first field is seen; if no order ever has a field,
 the file has no column and so no row (Parquet cannot count rows without a column).
@@ -27,9 +42,9 @@ the file has no column and so no row (Parquet cannot count rows without a column
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import shutil
-import tempfile
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -45,6 +60,7 @@ from exporter.writers.arrowconv import (
     exact_as_double,
     schema_of,
 )
+from exporter.writers.footer import join
 from exporter.writers.kinds import (
     DATE,
     FLOAT,
@@ -63,6 +79,8 @@ from exporter.writers.kinds import (
     replace,
     unify,
 )
+from exporter.writers.segments import Committed, Segment, segment_path, segment_prefix, sweep, sync
+from exporter.writers.state import cut
 
 _COPY_CHUNK = 1 << 20
 _READ_ROWS = 10_000
@@ -144,14 +162,13 @@ class _RowGroups:
             inflight.result()
 
 
-class _Segment:
-    """One scratch Parquet file, all of one kind."""
+class _Open:
+    """The segment being written."""
 
-    def __init__(self, path: Path, converter: Converter, row_groups: _RowGroups) -> None:
+    def __init__(self, path: Path, kind: Struct, row_groups: _RowGroups) -> None:
         self.path = path
-        self.converter = converter
+        self.kind = kind
         self.row_groups = row_groups
-        self.open = True
 
 
 class ParquetWriter:
@@ -166,6 +183,8 @@ class ParquetWriter:
         batch_rows: int = 2_000,
         sample_rows: int = 5_000,
         compression: str = "zstd",
+        commit_rows: int = 500_000,
+        prefix: str | None = None,
     ) -> None:
         if scratch_dir is None:
             raise UsageError("Parquet cannot be streamed to stdout: write it to a file, or use -f jsonl/csv")
@@ -178,31 +197,60 @@ class ParquetWriter:
         self._row_group_rows = max(1, row_group_rows)
         self._batch_rows = max(1, batch_rows)
         self._sample_rows = max(1, sample_rows)
+        self._commit_rows = max(1, commit_rows)
         self._compression = compression
         self._pending: list[dict[str, Any]] = []
         self._fieldless = 0
-        self._segments: list[_Segment] = []
+        self._converter: Converter | None = None  # of the current kind, once the first batch is seen
+        self._open: _Open | None = None
+        self._done: list[Segment] = []
+        self._committed = 0  # how many of _done the last commit listed
         self._pool: ThreadPoolExecutor | None = None
         self._final: _RowGroups | None = None
         self._closed = False
+        self._base = _position(stream)
+        if prefix is None:  # a new output: what an earlier run of it left is of no use
+            prefix = segment_prefix(stream)
+            sweep(scratch_dir, prefix)
+        self._prefix = prefix
+        self._next = 1
 
     @property
     def kind(self) -> Struct | None:
         """The kind of the file so far (None before the first batch is converted)."""
-        return self._segments[-1].converter.kind if self._segments else None
+        return self._converter.kind if self._converter is not None else None
 
     # -- the protocol -----------------------------------------------------------------------------
 
     def write(self, records: list[dict[str, Any]]) -> None:
         self._pending.extend(records)
         self.orders += len(records)
-        if len(self._pending) >= (self._batch_rows if self._segments else self._sample_rows):
+        if len(self._pending) >= (self._batch_rows if self._converter is not None else self._sample_rows):
             try:
                 self._drain()
             except OSError as exc:
                 raise ExportError(
                     f"cannot write Parquet data in {self._scratch_dir}: {exc.strerror or exc}"
                 ) from exc
+
+    def commit(self, *, force: bool = False) -> dict[str, Any] | None:
+        """Close the current segment once it holds ``commit_rows`` orders (whatever it holds if ``force``),
+        fsync it, and return the state: every finished segment, the kind, the counters. None otherwise."""
+        if self._closed:
+            return None
+        held = len(self._pending) + (self._open.row_groups.total if self._open is not None else 0)
+        if not force and held < self._commit_rows:
+            return None
+        try:
+            self._drain()
+            self._finish_open()
+            sync(self._done, self._scratch_dir)
+        except OSError as exc:
+            raise ExportError(
+                f"cannot write Parquet data in {self._scratch_dir}: {exc.strerror or exc}"
+            ) from exc
+        self._committed = len(self._done)
+        return self._state()
 
     def close(self) -> None:
         """Convert what is pending, finish the segments, and put the one file into the stream."""
@@ -211,33 +259,75 @@ class ParquetWriter:
         self._closed = True
         try:
             self._drain()
-            if self._segments:
-                self._segments[-1].row_groups.finish()
-                self._segments[-1].open = False
-            if not self._segments:
+            self._finish_open()
+            if not self._done:
                 pq.ParquetWriter(self._stream, pa.schema([]), compression=self._compression).close()
-            elif len(self._segments) == 1:
-                with self._segments[0].path.open("rb") as source:
+            elif len(self._done) == 1:
+                with self._done[0].path.open("rb") as source:
                     shutil.copyfileobj(source, self._stream, _COPY_CHUNK)
-            else:
+            elif not self._one_kind() or not join(
+                [segment.path for segment in self._done], self._stream, chunk=_COPY_CHUNK
+            ):
                 self._rewrite()
             self._stream.flush()
         except OSError as exc:
-            self._abandon()
+            self._release()
             raise ExportError(f"cannot write the Parquet output: {exc.strerror or exc}") from exc
         except BaseException:
-            self._abandon()
+            self._release()
             raise
         self._cleanup()
 
     def abort(self) -> None:
         """Stop, remove every scratch file; nothing is written to the stream."""
         self._closed = True
-        for segment in self._segments:
-            if segment.open:
-                segment.row_groups.discard()
-                segment.open = False
+        self._release()
         self._cleanup()
+
+    def suspend(self) -> None:
+        """Stop, keeping the segments the last commit listed; nothing is written to the stream."""
+        self._closed = True
+        self._release()
+
+    # -- resuming ---------------------------------------------------------------------------------
+
+    def _state(self) -> dict[str, Any]:
+        return Committed(
+            base=self._base,
+            orders=self.orders,
+            prefix=self._prefix,
+            following=self._next,
+            segments=list(self._done),
+            kind=self.kind,
+            fieldless=self._fieldless,
+            columns_added=list(self.columns_added),
+            columns_widened=list(self.columns_widened),
+        ).to_state()
+
+    @classmethod
+    def resume(
+        cls, stream: BinaryIO, *, scratch_dir: Path | None, state: dict[str, Any], **options: Any
+    ) -> ParquetWriter:
+        """The writer of a commit's ``state``: its segments checked and kept, any other segment of the same
+        output deleted (a killed run's, unfinished or uncommitted), the stream cut back to where it was."""
+        if scratch_dir is None:
+            raise UsageError("Parquet cannot be streamed to stdout: write it to a file, or use -f jsonl/csv")
+        committed = Committed.from_state(state, scratch_dir)
+        cut(stream, committed.base, "parquet")
+        sweep(
+            scratch_dir, committed.prefix, keep=frozenset(segment.path.name for segment in committed.segments)
+        )
+        writer = cls(stream, scratch_dir=scratch_dir, prefix=committed.prefix, **options)
+        writer._base = committed.base
+        writer._done = committed.segments
+        writer._committed = len(committed.segments)
+        writer._next = committed.following
+        writer._converter = Converter(committed.kind) if committed.kind is not None else None
+        writer._fieldless = committed.fieldless
+        writer.orders = committed.orders
+        writer.columns_added = committed.columns_added
+        writer.columns_widened = committed.columns_widened
+        return writer
 
     # -- converting -------------------------------------------------------------------------------
 
@@ -245,10 +335,9 @@ class ParquetWriter:
         records, self._pending = self._pending, []
         if not records:
             return
-        if not self._segments:
-            self._new_segment(infer(records))
-        segment = self._segments[-1]
-        converter = segment.converter
+        if self._converter is None:
+            self._converter = Converter(infer(records))
+        converter = self._converter
         if converter.fits(records):
             try:
                 batch = converter.convert(records)
@@ -261,7 +350,10 @@ class ParquetWriter:
             # to become rows of nulls in the first segment that has a column.
             self._fieldless += batch.num_rows
             return
-        row_groups = self._segments[-1].row_groups
+        if self._open is None:
+            self._open_segment()
+        assert self._open is not None
+        row_groups = self._open.row_groups
         if self._fieldless:
             schema = batch.schema
             nulls = [pa.nulls(self._fieldless, type=field.type) for field in schema]
@@ -271,7 +363,8 @@ class ParquetWriter:
 
     def _convert_slow(self, records: list[dict[str, Any]]) -> Any:
         """Widen the kind until it holds ``records`` (a new segment when it changes), then convert."""
-        old = self._segments[-1].converter.kind
+        assert self._converter is not None
+        old = self._converter.kind
         kind = unify(old, infer(records))
         assert isinstance(kind, Struct)
         batch = None
@@ -298,33 +391,41 @@ class ParquetWriter:
         if batch is None:
             raise ExportError("internal error: could not find a Parquet schema for a batch of orders")
         if kind != old:
-            if self._segments[-1].row_groups.total:
+            stored = sum(segment.rows for segment in self._done)
+            if stored or (self._open is not None and self._open.row_groups.total):
                 added, widened = changes(old, kind)
                 self.columns_added.extend(added)
                 self.columns_widened.extend(widened)
-            self._new_segment(kind)
+            self._finish_open()  # the next rows start a segment of the new kind
+            self._converter = converter
         return batch
 
     # -- segments ---------------------------------------------------------------------------------
 
-    def _new_segment(self, kind: Struct) -> None:
-        if self._segments:
-            previous = self._segments[-1]
-            previous.row_groups.finish()
-            previous.open = False
-            if not previous.row_groups.total:  # the first guess, replaced before it held anything
-                self._segments.pop()
-                previous.path.unlink(missing_ok=True)
-        converter = Converter(kind)
-        fd, name = tempfile.mkstemp(prefix=".orders-export-", suffix=".parquet", dir=self._scratch_dir)
-        os.close(fd)
-        path = Path(name)
-        try:
-            row_groups = self._row_groups(name, converter.schema)
-        except BaseException:
-            path.unlink(missing_ok=True)
-            raise
-        self._segments.append(_Segment(path, converter, row_groups))
+    def _open_segment(self) -> None:
+        assert self._converter is not None
+        path = segment_path(self._scratch_dir, self._prefix, self._next)
+        self._next += 1
+        row_groups = self._row_groups(str(path), self._converter.schema)
+        self._open = _Open(path, self._converter.kind, row_groups)
+
+    def _finish_open(self) -> None:
+        """Write the open segment's footer; keep it if it holds rows (a first guess replaced before it held
+        anything is dropped)."""
+        segment = self._open
+        if segment is None:
+            return
+        segment.row_groups.finish()
+        self._open = None
+        if segment.row_groups.total:
+            size = segment.path.stat().st_size
+            self._done.append(Segment(segment.path, segment.kind, segment.row_groups.total, size))
+        else:
+            segment.path.unlink(missing_ok=True)
+
+    def _one_kind(self) -> bool:
+        first = self._done[0].kind
+        return all(segment.kind == first for segment in self._done)
 
     def _rewrite(self) -> None:
         """Every segment, widened to the final kind, into the stream as one file."""
@@ -332,20 +433,19 @@ class ParquetWriter:
         # In this thread: a second thread here (with its own malloc arena and a row group in flight)
         # cost about 60 MB more peak RSS for a 10% faster close.
         self._final = self._row_groups(self._stream, final.schema, background=False)
-        for segment in self._segments:
-            kind = segment.converter.kind
+        for segment in self._done:
             with pq.ParquetFile(str(segment.path), buffer_size=_COPY_CHUNK) as parquet:
                 for batch in parquet.iter_batches(batch_size=_READ_ROWS, use_threads=False):
-                    self._final.add(conform_batch(batch, kind, final.kind, final.schema))
+                    self._final.add(conform_batch(batch, segment.kind, final.kind, final.schema))
         self._final.finish()
         self._final = None
 
     def _final_kind(self) -> Struct:
         """The last segment's kind, except int columns widened to double where an earlier segment holds an
         int a double cannot hold exactly: those become TEXT (a pre-pass over just those columns)."""
-        final = self._segments[-1].converter.kind
-        for segment in self._segments[:-1]:
-            paths = list(paths_between(segment.converter.kind, final, INT, FLOAT))
+        final = self._done[-1].kind
+        for segment in self._done[:-1]:
+            paths = list(paths_between(segment.kind, final, INT, FLOAT))
             if not paths:
                 continue
             inexact: set[KeyPath] = set()
@@ -371,20 +471,38 @@ class ParquetWriter:
             pool=self._pool if background else None,
         )
 
-    def _abandon(self) -> None:
+    def _release(self) -> None:
+        """Stop writing; delete every segment the last commit did not list (the listed ones stay)."""
         if self._final is not None:
             self._final.discard()
             self._final = None
-        self.abort()
-
-    def _cleanup(self) -> None:
+        if self._open is not None:
+            self._open.row_groups.discard()
+            self._open.path.unlink(missing_ok=True)
+            self._open = None
+        for segment in self._done[self._committed :]:
+            segment.path.unlink(missing_ok=True)
+        del self._done[self._committed :]
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
-        for segment in self._segments:
-            with contextlib.suppress(FileNotFoundError):
-                segment.path.unlink()
-        self._segments.clear()
+
+    def _cleanup(self) -> None:
+        """After the output is complete or given up: no segment is needed any more."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        for segment in self._done:
+            segment.path.unlink(missing_ok=True)
+        self._done.clear()
+        self._committed = 0
+
+
+def _position(stream: BinaryIO) -> int:
+    try:
+        return stream.tell()
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return 0
 
 
 __all__ = ["ParquetWriter", "schema_of"]

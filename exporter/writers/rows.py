@@ -22,6 +22,7 @@ class Layout:
 
     def __init__(self) -> None:
         self.names: list[str] = []
+        self.paths: list[tuple[str, ...]] = []  # the raw keys of each column given by add()
         self._root: _Level = ({}, {})
         self._blank: list[str] = []
 
@@ -40,6 +41,7 @@ class Layout:
             return False
         leaf[path[-1]] = len(self.names)
         self.names.append(column_name(path))
+        self.paths.append(path)
         self._blank.append("")
         return True
 

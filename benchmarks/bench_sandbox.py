@@ -253,5 +253,6 @@ def report(args: argparse.Namespace, run: dict[str, float], big: dict[str, float
     ]
     return "\n".join(lines)
 
+
 if __name__ == "__main__":
     main()

@@ -10,6 +10,7 @@ import re
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -74,22 +75,29 @@ class Measured:
     peak_rss_mb: float
     returncode: int
     stderr: str
+    stdout: str
 
 
 def measure(cmd: list[str], env: dict[str, str] | None = None, cpu: int | None = 1) -> Measured:
-    """Run ``cmd`` to its end; its wall time and peak RSS (from wait4's rusage, in MB)."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, **(env or {})}
-    )
-    if cpu is not None and hasattr(os, "sched_setaffinity"):
-        with contextlib.suppress(OSError):
-            os.sched_setaffinity(proc.pid, {cpu})
-    stderr = proc.stderr.read().decode("utf-8", "replace") if proc.stderr else ""
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return Measured(wall, usage.ru_maxrss / 1024, proc.returncode, stderr)
+    """Run ``cmd`` to its end; its wall time, peak RSS (from wait4's rusage, in MB) and output."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env={**os.environ, **(env or {})})
+        if cpu is not None and hasattr(os, "sched_setaffinity"):
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(proc.pid, {cpu})
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        return Measured(
+            wall,
+            usage.ru_maxrss / 1024,
+            proc.returncode,
+            err.read().decode("utf-8", "replace"),
+            out.read().decode(),
+        )
 
 
 def credentials_env(sandbox: Sandbox) -> dict[str, str]:

@@ -1,0 +1,270 @@
+"""Every export scenario against a sandbox in its own process; writes its sections of RESULTS.md.
+
+    .venv/bin/python benchmarks/run.py [--runs 3] [--only cpu,latency,rate,unknown,memory,naive200k]
+
+Each scenario runs, in the same invocation, the exporter and the two references: the naive sequential
+client (benchmarks/naive.py: aiohttp, one page at a time, JSONL) and the floor probe (benchmarks/floor.py:
+same concurrency, fetch + orjson.loads, writes nothing). Times are taken inside each process, from its
+first request to its last byte written (interpreter start-up is not throughput); peak RSS is the whole
+process's, from wait4. Figures are medians of --runs runs. The sandbox is pinned to CPU 0; clients run
+unpinned (the machine has two cores and the sandbox uses part of one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import credentials_env, machine, measure, sandbox_process, write_section
+
+HERE = Path(__file__).resolve().parent
+FORMATS = ("jsonl", "csv", "parquet")
+SUFFIX = {"jsonl": ".jsonl", "csv": ".csv", "parquet": ".parquet"}
+
+
+@dataclass
+class Run:
+    orders: int
+    seconds: float
+    rss_mb: float
+    requests: int = 0
+    rate_limited: int = 0
+
+    @property
+    def rate(self) -> float:
+        return self.orders / self.seconds
+
+
+def median_run(runs: list[Run]) -> Run:
+    runs = sorted(runs, key=lambda r: r.seconds)
+    middle = runs[len(runs) // 2]
+    return Run(
+        middle.orders, middle.seconds, max(r.rss_mb for r in runs), middle.requests, middle.rate_limited
+    )
+
+
+def repeat(times: int, once: Callable[[], Run]) -> Run:
+    return median_run([once() for _ in range(times)])
+
+
+def exporter(base_env: dict[str, str], out: Path, *extra: str) -> Run:
+    report = out.with_suffix(".report.json")
+    cmd = [
+        sys.executable,
+        "-m",
+        "exporter",
+        "export",
+        "-o",
+        str(out),
+        "--report",
+        str(report),
+        "-q",
+        "--no-progress",
+        *extra,
+    ]
+    m = measure(cmd, base_env, cpu=None)
+    assert m.returncode == 0, m.stderr
+    data = orjson.loads(report.read_bytes())
+    assert data["complete"], data
+    return Run(
+        data["orders_written"], data["wall_seconds"], m.peak_rss_mb, data["requests"], data["rate_limited"]
+    )
+
+
+def probe(script: str, base_env: dict[str, str], *args: str) -> Run:
+    m = measure([sys.executable, str(HERE / script), *args], base_env, cpu=None)
+    assert m.returncode == 0, m.stderr
+    data = orjson.loads(m.stdout)
+    return Run(data["orders"], data["seconds"], m.peak_rss_mb)
+
+
+def cpu_bound(runs: int, orders: int, title: str, naive_targets: dict[str, float] | None) -> str:
+    page, conc = 100, 16
+    lines = []
+    with tempfile.TemporaryDirectory() as tmp, sandbox_process("--orders", str(orders)) as sb:
+        env, work = credentials_env(sb), Path(tmp)
+        floor = repeat(runs, lambda: probe("floor.py", env, sb.base_url, str(page), str(conc)))
+        naive = repeat(
+            runs, lambda: probe("naive.py", env, sb.base_url, str(work / "naive.jsonl"), str(page))
+        )
+        results = {
+            fmt: repeat(
+                runs,
+                lambda fmt=fmt: exporter(
+                    env, work / f"out{SUFFIX[fmt]}", "--page-size", str(page), "--concurrency", str(conc)
+                ),
+            )
+            for fmt in FORMATS
+        }
+    lines += [
+        f"### {title}",
+        "",
+        f"{orders:,} orders, pages of {page}, concurrency {conc}, no latency; median of {runs} runs.",
+        "",
+        "| client | orders/s | requests/s | seconds | peak RSS (MB) | x floor | x naive | target |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+        f"| floor probe (fetch + orjson.loads) | {floor.rate:,.0f} | {orders / page / floor.seconds:,.0f} | "
+        f"{floor.seconds:.2f} | {floor.rss_mb:.0f} | 1.00 | {floor.rate / naive.rate:.2f} | |",
+        f"| naive sequential (JSONL) | {naive.rate:,.0f} | {orders / page / naive.seconds:,.0f} | "
+        f"{naive.seconds:.2f} | {naive.rss_mb:.0f} | {naive.rate / floor.rate:.2f} | 1.00 | |",
+    ]
+    for fmt, run in results.items():
+        x_floor, x_naive = run.rate / floor.rate, run.rate / naive.rate
+        goals = []
+        if naive_targets is not None:
+            goal = naive_targets[fmt]
+            goals.append(f">= {goal}x naive: {'met' if x_naive >= goal else 'missed'}")
+            goals.append(f"< 200 MB: {'met' if run.rss_mb < 200 else 'missed'}")
+        else:
+            goal = 0.75 if fmt == "jsonl" else 0.6
+            goals.append(f">= {goal}x floor: {'met' if x_floor >= goal else 'missed'}")
+        lines.append(
+            f"| orders-export {fmt} | {run.rate:,.0f} | {run.requests / run.seconds:,.0f} | "
+            f"{run.seconds:.2f} | {run.rss_mb:.0f} | {x_floor:.2f} | {x_naive:.2f} | {'; '.join(goals)} |"
+        )
+    return "\n".join(lines)
+
+
+def latency_bound(runs: int) -> str:
+    pages, page, conc, latency = 1000, 100, 32, 0.05
+    ideal = pages * latency / conc
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        sandbox_process("--orders", str(pages * page), "--latency", str(latency)) as sb,
+    ):
+        env, work = credentials_env(sb), Path(tmp)
+        floor = repeat(runs, lambda: probe("floor.py", env, sb.base_url, str(page), str(conc)))
+        run = repeat(
+            runs,
+            lambda: exporter(env, work / "out.jsonl", "--page-size", str(page), "--concurrency", str(conc)),
+        )
+    ratio = run.seconds / ideal
+    return "\n".join(
+        [
+            "### Latency-bound",
+            "",
+            f"{pages} pages of {page} with {latency * 1000:.0f} ms latency, concurrency {conc}: ideal "
+            f"pages x latency / concurrency = {ideal:.2f} s; median of {runs} runs.",
+            "",
+            "| client | seconds | x ideal | requests | target |",
+            "|---|---:|---:|---:|---|",
+            f"| floor probe | {floor.seconds:.2f} | {floor.seconds / ideal:.2f} | {pages} | |",
+            f"| orders-export jsonl | {run.seconds:.2f} | {ratio:.2f} | {run.requests} | <= 1.10x ideal: "
+            f"{'met' if ratio <= 1.10 else 'missed'} |",
+            "",
+            f"The exporter's pages overlap by one order (see the README), so it needs {run.requests} "
+            f"requests where the floor probe needs {pages}: the ratio counts that against it.",
+        ]
+    )
+
+
+def rate_bound(runs: int, pages: int, known: bool) -> str:
+    page, rate = 100, 50
+    options = ["--orders", str(pages * page), "--rate-limit", str(rate), "--burst", "5"]
+    if not known:
+        options += ["--rate-limit-style", "429", "--retry-after", "seconds"]
+    ideal = pages / rate
+    with tempfile.TemporaryDirectory() as tmp, sandbox_process(*options) as sb:
+        env, work = credentials_env(sb), Path(tmp)
+        extra = ["--rate", str(rate)] if known else []
+        run = repeat(runs, lambda: exporter(env, work / "out.jsonl", "--page-size", str(page), *extra))
+    ratio = run.seconds / ideal
+    limited = run.rate_limited / run.requests
+    if known:
+        title, goal = "Rate-bound, `--rate 50`", ratio <= 1.03 and run.rate_limited == 0
+        target = "<= 1.03x and no rate-limited answer"
+    else:
+        title, goal = (
+            "Rate unknown (no `--rate`, the sandbox answers 429 with Retry-After)",
+            (ratio <= 1.2 and limited <= 0.05),
+        )
+        target = "<= 1.2x and <= 5% rate-limited"
+    return "\n".join(
+        [
+            f"### {title}",
+            "",
+            f"Sandbox limited to {rate} requests/s (burst 5); {pages} pages of {page}: ideal {ideal:.1f} s; "
+            f"median of {runs} runs.",
+            "",
+            "| seconds | x ideal | requests | rate-limited | target |",
+            "|---:|---:|---:|---:|---|",
+            f"| {run.seconds:.2f} | {ratio:.3f} | {run.requests} | {run.rate_limited} ({limited:.1%}) | "
+            f"{target}: {'met' if goal else 'missed'} |",
+        ]
+    )
+
+
+def memory(runs: int) -> str:
+    lines = [
+        "### Memory: 100,000 vs 1,000,000 orders",
+        "",
+        f"Peak RSS of the whole exporter process; pages of 500, concurrency 16; max of {runs} runs.",
+        "",
+        "| format | 100,000 orders (MB) | 1,000,000 orders (MB) | ratio | target |",
+        "|---|---:|---:|---:|---|",
+    ]
+    peaks: dict[str, dict[int, float]] = {fmt: {} for fmt in FORMATS}
+    for orders in (100_000, 1_000_000):
+        with tempfile.TemporaryDirectory() as tmp, sandbox_process("--orders", str(orders)) as sb:
+            env, work = credentials_env(sb), Path(tmp)
+            for fmt in FORMATS:
+                out = work / f"out{SUFFIX[fmt]}"
+                peaks[fmt][orders] = repeat(runs, lambda env=env, out=out: exporter(env, out)).rss_mb
+    for fmt in FORMATS:
+        small, big = peaks[fmt][100_000], peaks[fmt][1_000_000]
+        lines.append(
+            f"| {fmt} | {small:.0f} | {big:.0f} | {big / small:.2f} | <= 1.15: "
+            f"{'met' if big / small <= 1.15 else 'missed'} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--only", default="naive200k,cpu,latency,rate,unknown,memory")
+    parser.add_argument("--rate-pages", type=int, default=500)
+    args = parser.parse_args()
+    chosen = args.only.split(",")
+    header = [
+        f"## Export scenarios, {date.today().isoformat()}",
+        "",
+        f"Machine: {machine()}. Reproduce: `.venv/bin/python benchmarks/run.py` (`--only` picks scenarios).",
+        "Times are measured inside each process (start-up excluded); see the script's docstring.",
+    ]
+    if "naive200k" in chosen:
+        body = cpu_bound(
+            args.runs,
+            200_000,
+            "Export vs the naive client (issue 3 targets), 200,000 orders",
+            {"jsonl": 2.0, "csv": 1.5, "parquet": 1.5},
+        )
+        write_section("export-200k", "\n".join([*header, "", body]))
+        print(body, flush=True)
+    sections = []
+    if "cpu" in chosen:
+        sections.append(cpu_bound(args.runs, 500_000, "CPU-bound (issue 5 targets), 500,000 orders", None))
+    if "latency" in chosen:
+        sections.append(latency_bound(args.runs))
+    if "rate" in chosen:
+        sections.append(rate_bound(args.runs, args.rate_pages, known=True))
+    if "unknown" in chosen:
+        sections.append(rate_bound(args.runs, args.rate_pages, known=False))
+    if "memory" in chosen:
+        sections.append(memory(max(1, args.runs - 2)))
+    for section in sections:
+        print(section, flush=True)
+    if sections:
+        write_section("scenarios", "\n\n".join([*header, *sections]))
+
+
+if __name__ == "__main__":
+    main()

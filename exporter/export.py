@@ -21,7 +21,7 @@ from exporter.client import ApiClient
 from exporter.config import ExportConfig
 from exporter.errors import ExportError, IncompleteExport, Interrupted, RequestRejected, UsageError
 from exporter.fetch import Fetcher
-from exporter.pipeline import Records, run_pipeline, task_group
+from exporter.pipeline import OnPage, Records, run_pipeline, task_group
 from exporter.plan import Verdict, plan_from_first_page
 from exporter.ratelimit import RateLimiter
 from exporter.report import Counters, ProgressPrinter, build_report, progress_line
@@ -52,7 +52,15 @@ async def _fetcher(config: ExportConfig, counters: Counters) -> AsyncIterator[Fe
         )
 
 
-async def _pipeline(config: ExportConfig, fetcher: Fetcher, deliver: Any, counters: Counters) -> Verdict:
+async def _pipeline(
+    config: ExportConfig,
+    fetcher: Fetcher,
+    deliver: Any,
+    counters: Counters,
+    *,
+    resume: WalkState | None = None,
+    on_page: OnPage | None = None,
+) -> Verdict:
     return await run_pipeline(
         fetcher,
         deliver,
@@ -62,6 +70,8 @@ async def _pipeline(config: ExportConfig, fetcher: Fetcher, deliver: Any, counte
         window=config.window_pages,
         dedupe_horizon=config.dedupe_horizon,
         filtered=bool(config.filters),
+        resume=resume,
+        on_page=on_page,
     )
 
 
@@ -164,17 +174,8 @@ async def export(config: ExportConfig) -> dict[str, Any]:
         async with _fetcher(config, counters) as fetcher, task_group() as tg:
             if config.progress:
                 tg.start_soon(_show_progress, counters)
-            verdict = await run_pipeline(
-                fetcher,
-                output.deliver,
-                counters,
-                page_size=config.page_size,
-                concurrency=config.concurrency,
-                window=config.window_pages,
-                dedupe_horizon=config.dedupe_horizon,
-                filtered=bool(config.filters),
-                resume=resume,
-                on_page=output.on_page,
+            verdict = await _pipeline(
+                config, fetcher, output.deliver, counters, resume=resume, on_page=output.on_page
             )
             tg.cancel_scope.cancel()
         if not verdict.complete:

@@ -6,8 +6,8 @@ Each scenario runs, in the same invocation, the exporter and the two references:
 client (benchmarks/naive.py: aiohttp, one page at a time, JSONL) and the floor probe (benchmarks/floor.py:
 same concurrency, fetch + orjson.loads, writes nothing). Times are taken inside each process, from its
 first request to its last byte written (interpreter start-up is not throughput); peak RSS is the whole
-process's, from wait4. Figures are medians of --runs runs. The sandbox is pinned to CPU 0; clients run
-unpinned (the machine has two cores and the sandbox uses part of one).
+process's, from wait4. Figures are medians of --runs runs. The sandbox is pinned to CPU 0 and every
+client to CPU 1: unpinned, the scheduler sometimes puts both on one core and the figures swing by 2x.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from common import credentials_env, machine, measure, sandbox_process, write_sec
 HERE = Path(__file__).resolve().parent
 FORMATS = ("jsonl", "csv", "parquet")
 SUFFIX = {"jsonl": ".jsonl", "csv": ".csv", "parquet": ".parquet"}
+CLIENT_CPU = 1  # the sandbox runs on CPU 0: each client gets the other core to itself
 
 
 @dataclass
@@ -70,7 +71,7 @@ def exporter(base_env: dict[str, str], out: Path, *extra: str) -> Run:
         "--no-progress",
         *extra,
     ]
-    m = measure(cmd, base_env, cpu=None)
+    m = measure(cmd, base_env, cpu=CLIENT_CPU)
     assert m.returncode == 0, m.stderr
     data = orjson.loads(report.read_bytes())
     assert data["complete"], data
@@ -80,7 +81,7 @@ def exporter(base_env: dict[str, str], out: Path, *extra: str) -> Run:
 
 
 def probe(script: str, base_env: dict[str, str], *args: str) -> Run:
-    m = measure([sys.executable, str(HERE / script), *args], base_env, cpu=None)
+    m = measure([sys.executable, str(HERE / script), *args], base_env, cpu=CLIENT_CPU)
     assert m.returncode == 0, m.stderr
     data = orjson.loads(m.stdout)
     return Run(data["orders"], data["seconds"], m.peak_rss_mb)

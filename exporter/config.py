@@ -65,7 +65,7 @@ class ExportConfig:
     progress: bool = False
     timeouts: Timeouts = Timeouts()
     retry: RetryPolicy = RetryPolicy()
-    dedupe_horizon: int = 200_000
+    dedupe_horizon: int = 50_000
     resume: bool = False
     commit_rows: int = 500_000
 

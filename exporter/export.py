@@ -89,6 +89,9 @@ class _Output:
             self.resumed = load_checkpoint(self.checkpoint_path, self.fingerprint)
         # Before any request: an unwritable output fails here.
         self.sink = open_sink(config.output, resume=config.resume)
+        if self.resumed is None and self.checkpoint_path is not None:
+            # A fresh start: an earlier run's checkpoint must not outlive the partial file it described.
+            remove_checkpoint(self.checkpoint_path)
         try:
             if self.resumed is not None:
                 self.writer = resume_writer(

@@ -170,6 +170,12 @@ def test_resume_of_another_export_is_refused(sandbox: Any, tmp_path: Path) -> No
     )
     assert again.returncode == 2
     assert "format" in again.stderr
+    fresh = subprocess.run(
+        command(sandbox, out), env=env(sandbox), capture_output=True, text=True, check=False
+    )
+    assert fresh.returncode == 0, fresh.stderr
+    assert not checkpoint_of(out).exists(), "a fresh start drops the old checkpoint"
+    assert len(out.read_bytes().splitlines()) == ORDERS
 
 
 def test_resume_with_nothing_to_resume_is_refused(sandbox: Any, tmp_path: Path) -> None:

@@ -121,20 +121,34 @@ class _Output:
         """After each page: remember how to tell where the walk stands; commit about once a second."""
         self.latest = state
         if self.checkpoint_path is not None and time.monotonic() - self._last_commit >= _COMMIT_EVERY:
-            self.commit(force=False)
+            checkpoint = self._checkpoint(force=False)
+            if checkpoint is not None:
+                # fsync can take a while: on a worker thread, the fetchers keep going meanwhile.
+                await anyio.to_thread.run_sync(self._make_durable, checkpoint)
 
     def commit(self, *, force: bool) -> bool:
         """Make what was written durable and record the checkpoint; False when there was nothing to commit
         (no page yet) or the writer is between commit points."""
-        if self.checkpoint_path is None or self.latest is None:
+        checkpoint = self._checkpoint(force=force)
+        if checkpoint is None:
             return False
+        self._make_durable(checkpoint)
+        return True
+
+    def _checkpoint(self, *, force: bool) -> Checkpoint | None:
+        """The writer's commit point and the walk's state at it, or None when there is none."""
+        if self.checkpoint_path is None or self.latest is None:
+            return None
         writer_state = self.writer.commit(force=force)
         if writer_state is None:
-            return False
+            return None
+        return Checkpoint(self.fingerprint, self.latest(), writer_state)
+
+    def _make_durable(self, checkpoint: Checkpoint) -> None:
+        assert self.checkpoint_path is not None
         self.sink.sync()
-        save_checkpoint(self.checkpoint_path, Checkpoint(self.fingerprint, self.latest(), writer_state))
+        save_checkpoint(self.checkpoint_path, checkpoint)
         self._last_commit = time.monotonic()
-        return True
 
     def finish(self) -> None:
         self.writer.close()

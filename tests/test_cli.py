@@ -185,13 +185,27 @@ def test_no_secret_at_verbose_level_even_through_failures(tmp_path: Path) -> Non
             str(secret_file),
             env={**creds(sb), "ORANGE_CLIENT_SECRET": ""},
         )
+        refused = [
+            run_cli(
+                "export",
+                "-vv",
+                "-o",
+                str(tmp_path / "r.csv"),
+                env=creds(sb, ORANGE_CLIENT_SECRET=SECRET + "x"),
+            ),
+            run_cli(
+                "export", "-vv", "-o", str(tmp_path / "s.csv"), env=creds(sb, ORANGE_API_KEY=API_KEY + "x")
+            ),
+        ]
         tokens = sb.issued_tokens()
+    assert [r.returncode for r in refused] == [3, 3]
     assert len(tokens) >= 3, "tokens were issued, renewed after revocations"
     assert ok.returncode == 0, ok.stderr
     assert "retrying" in ok.stderr
     assert bad.returncode == 4
     assert filed.returncode == 0, filed.stderr
     texts = [ok.stdout, ok.stderr, bad.stdout, bad.stderr, filed.stderr, report.read_text()]
+    texts += [r.stdout + r.stderr for r in refused]
     texts += [p.read_text(encoding="utf-8") for p in tmp_path.iterdir() if p.suffix in (".csv", ".jsonl")]
     for text in texts:
         assert SECRET not in text

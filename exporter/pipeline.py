@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from typing import Any
 
 import anyio
@@ -206,24 +206,47 @@ class _Walk:
         self._counters.pages_done += 1
 
     async def _bridge(self, offset: int, items: Records, ids: list[Any]) -> tuple[Records, list[Any], int]:
-        """The orders between the previous page and this one, fetched afresh: walk windows from where the
-        previous page's orders are now until this page's orders appear (or the collection ends)."""
+        """The orders between the previous page and this one, fetched afresh.
+
+        This page does not hold the previous page's last order L, so it lies wholly before L (orders
+        inserted earlier in the list pushed L on) or wholly after it (orders closed before it pulled the
+        rest back, or the server cut a page short). Find where the previous page's orders stand now, looking
+        back, then forward; if this page's orders show up before them, the page adds nothing (skip it);
+        else walk windows forward from L until this page's orders appear, or the collection ends. Returns
+        the orders to write, the ids the next page must link to, and the offset where those stood."""
         assert self.previous is not None
         plan, counters = self._plan, self._counters
-        anchors: set[Any] = set(self.previous)
+        covered: set[Any] = set(self.previous)
+        unchanged: tuple[Records, list[Any], int] = (
+            [],
+            self.previous,
+            self.last_offset - len(self.previous) + 1,
+        )
+        if not covered.isdisjoint(ids):
+            return unchanged  # it overlaps the previous page without reaching L: it lies before L
         wanted = {order_id: index for index, order_id in enumerate(ids)}
-        start = max(0, min(offset, self.last_offset) - plan.page_size // 2)
+        probes = _probe_starts(max(0, min(offset, self.last_offset) - plan.page_size // 2), plan.page_size)
+        start = next(probes)
+        first_seen: int | None = None  # where this page's orders were first seen while looking for L
+        located = False
         bridged: Records = []
         for _ in range(_MAX_BRIDGE_WINDOWS):
             counters.bridge_requests += 1
             window = (await self._fetcher.page(start, plan.page_size)).items
             window_ids = order_ids(window)
-            anchor = last_position(window_ids, anchors)
+            seen = first_position(window_ids, wanted, 0)
+            if seen is not None and (first_seen is None or start + seen < first_seen):
+                first_seen = start + seen
+            anchor = last_position(window_ids, covered)
             if anchor is None:
-                if start == 0:
+                start = next(probes, -1)
+                if start < 0:
                     break
-                start = max(0, start - plan.page_size)  # the previous page's orders lie further back
                 continue
+            if not located:
+                located = True
+                if first_seen is not None and first_seen < start + anchor:
+                    return unchanged
             meet = first_position(window_ids, wanted, anchor + 1)
             if meet is not None:
                 counters.orders_bridged += meet - anchor - 1
@@ -233,12 +256,28 @@ class _Walk:
             if len(window) < plan.page_size:
                 # The collection ends here and none of this page's orders are left in it: they were closed.
                 return bridged, window_ids, start
-            anchors = set(window_ids[anchor + 1 :])
+            covered.update(window_ids)
             start += len(window) - 1
+            probes = _probe_starts(start, plan.page_size)
+            next(probes)
         raise IncompleteExport(
             f"orders moved faster than the export could follow near offset {offset}: could not link the page "
             "there to the one before it"
         )
+
+
+def _probe_starts(base: int, page_size: int) -> Iterator[int]:
+    """Window starts around ``base``, alternately back and forward, ever further (never below 0)."""
+    seen = set()
+    distance = page_size
+    yield base
+    seen.add(base)
+    while distance < 2**40:
+        for candidate in (max(0, base - distance), base + distance):
+            if candidate not in seen:
+                seen.add(candidate)
+                yield candidate
+        distance *= 2
 
 
 async def run_pipeline(

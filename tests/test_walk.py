@@ -1,0 +1,128 @@
+"""The link check and the bridge, against a list that changes between pages (no HTTP, no sleeps)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from exporter.pipeline import _Walk
+from exporter.plan import Plan
+from exporter.report import Counters
+
+PAGE = 10
+
+
+@dataclass
+class Answer:
+    items: list[dict[str, Any]]
+
+
+class Collection:
+    """A list of orders served by offset; tests change it between pages."""
+
+    def __init__(self, n: int) -> None:
+        self.ids = [f"o{i:04d}" for i in range(n)]
+        self.requests = 0
+
+    async def page(self, offset: int, limit: int, **_: object) -> Answer:
+        self.requests += 1
+        return Answer([{"id": i} for i in self.ids[offset : offset + limit]])
+
+
+def make_walk(collection: Collection) -> tuple[_Walk, list[str]]:
+    written: list[str] = []
+
+    async def deliver(records: list[dict[str, Any]]) -> None:
+        written.extend(r["id"] for r in records)
+
+    plan = Plan(total=len(collection.ids), page_size=PAGE)
+    walk = _Walk(collection, plan, deliver, Counters(), horizon=1_000)  # type: ignore[arg-type]
+    return walk, written
+
+
+async def walk_all(collection: Collection, walk: _Walk, change_after: dict[int, Any]) -> None:
+    """Take the planned pages in order, changing the collection after the pages named in change_after."""
+    offsets = [0, *Plan(total=len(collection.ids), page_size=PAGE).offsets()]
+    for index, offset in enumerate(offsets):
+        page = await collection.page(offset, PAGE)
+        await walk.accept(offset, page.items)
+        if index in change_after:
+            change_after[index](collection.ids)
+
+    async def ignore(state: object) -> None:
+        return None
+
+    await walk.follow_tail(100, ignore)
+
+
+def assert_exact(written: list[str], stable: list[str]) -> None:
+    assert len(written) == len(set(written)), "no order twice"
+    positions = {order_id: i for i, order_id in enumerate(written)}
+    assert all(order_id in positions for order_id in stable), set(stable) - set(positions)
+    assert [positions[i] for i in stable] == sorted(positions[i] for i in stable), "order kept"
+
+
+async def test_unchanged_pages_link_without_a_single_extra_request() -> None:
+    """A still collection: every page links through its overlap; no bridge, no tail beyond one page."""
+    collection = Collection(95)
+    walk, written = make_walk(collection)
+    await walk_all(collection, walk, {})
+    assert written == collection.ids
+    assert walk._counters.bridge_requests == 0
+    assert walk.proven
+
+
+async def test_a_closure_before_the_next_page_is_bridged() -> None:
+    """One order closed before page 2 is read: the order that slid back onto page 1 is not lost."""
+    collection = Collection(60)
+    original = list(collection.ids)
+    walk, written = make_walk(collection)
+    await walk_all(collection, walk, {0: lambda ids: ids.remove("o0003")})
+    assert_exact(written, [i for i in original if i != "o0003"])
+    assert walk.drift_seen
+    assert walk._counters.bridge_requests >= 1
+
+
+async def test_many_closures_shift_more_than_a_page_back() -> None:
+    """Twenty orders closed after the first page: the bridge looks back to find where it stopped."""
+    collection = Collection(80)
+    closed = {f"o{i:04d}" for i in range(2, 40, 2)}
+    stable = [i for i in collection.ids if i not in closed]
+
+    def close(ids: list[str]) -> None:
+        ids[:] = [i for i in ids if i not in closed]
+
+    walk, written = make_walk(collection)
+    await walk_all(collection, walk, {0: close})
+    assert_exact(written, stable)
+
+
+async def test_insertions_push_a_page_wholly_before_the_previous_one() -> None:
+    """25 orders inserted at the front after page 1: page 2 lies before page 1's last order and is skipped;
+    the next pages link again, nothing of the original list is lost."""
+    collection = Collection(70)
+    stable = list(collection.ids)
+    walk, written = make_walk(collection)
+    inserted = [f"new{i:02d}" for i in range(25)]
+    await walk_all(collection, walk, {0: lambda ids: ids.__setitem__(slice(0, 0), inserted)})
+    assert_exact(written, stable)
+    assert not set(written) & set(inserted[:10]), "orders inserted before what was read are not invented"
+
+
+async def test_a_page_cut_short_by_the_server_is_filled() -> None:
+    """A server that answers one page with 6 of 10 orders: the next page does not link; the 4 come back."""
+    collection = Collection(50)
+    walk, written = make_walk(collection)
+    short = {"done": False}
+    real_page = collection.page
+
+    async def flaky(offset: int, limit: int, **kw: object) -> Answer:
+        answer = await real_page(offset, limit)
+        if offset == 9 and not short["done"]:
+            short["done"] = True
+            return Answer(answer.items[:6])
+        return answer
+
+    collection.page = flaky  # type: ignore[method-assign]
+    await walk_all(collection, walk, {})
+    assert written == collection.ids

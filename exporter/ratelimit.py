@@ -5,9 +5,11 @@ Strategy: requests are *scheduled*, not counted. Each ``acquire()`` reserves the
 included, and a burst can only use the credit left idle (``burst`` slots at most). When the server says
 "slow down" (429 or 403 code 53) every fetcher pauses until its ``Retry-After`` (or an exponential
 backoff when it gave none), and the rate drops to a little under what was really achieved just before:
-that is the best estimate of the server's limit, known or not. Each quiet second after that, the rate
-grows back by a few percent, up to ``--rate`` when one was given. The clock and the sleep are injected
-so that tests move time by hand.
+that is the best estimate of the server's limit, known or not, and it is remembered. After that the
+rate grows back quickly (x1.5 a quiet second) to 90% of that remembered limit, then only probes above it
+(+1% a second), so an unknown limit is found in a few seconds and then costs few rate-limited answers;
+never above ``--rate`` when one was given. The clock and the sleep are injected so that tests move time
+by hand.
 """
 
 from __future__ import annotations
@@ -18,9 +20,12 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 
-_ESTIMATE_WINDOW = 2.0  # seconds of successes used to estimate the achieved rate
+_ESTIMATE_WINDOW = 1.0  # seconds of successes used to estimate the achieved rate
 _DECREASE = 0.9  # new rate = achieved rate x this, after a rate-limited answer
-_RECOVERY_PER_S = 0.03  # growth of the rate per quiet second after a slowdown
+_FAST_GROWTH = 1.5  # rate factor per quiet second while well under the limit last seen (or none seen)
+_PROBE_GROWTH = 1.01  # rate factor per quiet second once near it
+_NEAR = 0.9  # "near": this share of the limit last seen
+_TRUSTED_SPAN = 0.75  # seconds of successes before an achieved rate counts as the server's limit
 _MIN_RATE = 0.2  # requests/s: never slower than one request every 5 s
 _BACKOFF_BASE = 0.5  # seconds of pause for the first rate-limited answer without Retry-After
 _BACKOFF_MAX = 30.0
@@ -47,6 +52,7 @@ class RateLimiter:
         self._strikes = 0
         self._event_until = 0.0
         self._last_growth = 0.0
+        self._limit_seen: float | None = None  # what got through when the server last said slow down
         self._successes: collections.deque[float] = collections.deque()
 
     @property
@@ -100,28 +106,39 @@ class RateLimiter:
         # Answers to requests already in flight belong to the same event: lower the rate once for all.
         if now >= self._event_until:
             self._strikes += 1
-            achieved = self._achieved(now)
+            achieved, span = self._achieved(now)
             if self._rate is not None or achieved > 0:
                 # With no estimate yet (nothing went through) only the pause applies.
                 current = self._rate if self._rate is not None else achieved
                 target = min(current, achieved) if achieved > 0 else current * _DECREASE
+                if span >= _TRUSTED_SPAN or self._rate is not None:
+                    # A first burst says little of a sustained limit: only then is it remembered.
+                    self._limit_seen = target
                 self._rate = max(_MIN_RATE, target * _DECREASE)
             spacing = 2.0 / self._rate if self._rate is not None else 0.0
             self._event_until = self._paused_until + max(0.5, spacing)
             self._last_growth = self._event_until
         return pause
 
-    def _achieved(self, now: float) -> float:
+    def _achieved(self, now: float) -> tuple[float, float]:
+        """Requests/s that went through lately, and over how many seconds that was seen."""
         recent = [t for t in self._successes if t >= now - _ESTIMATE_WINDOW]
         if len(recent) < 2:
-            return 0.0
+            return 0.0, 0.0
         span = max(now - recent[0], 1.0 / len(recent))
-        return len(recent) / span
+        return len(recent) / span, now - recent[0]
 
     def _grow(self, now: float) -> None:
-        if self._rate is None or now < self._event_until or now - self._last_growth < 1.0:
+        if self._rate is None or now < self._event_until or now - self._last_growth < 0.1:
             return
-        seconds = now - self._last_growth
+        seconds = min(now - self._last_growth, 60.0)  # a long idle spell must not overflow the power
         self._last_growth = now
-        grown: float = self._rate * (1.0 + _RECOVERY_PER_S) ** seconds
+        near = _NEAR * self._limit_seen if self._limit_seen is not None else None
+        grown: float
+        if near is None or self._rate < near:
+            grown = self._rate * _FAST_GROWTH**seconds
+            if near is not None:
+                grown = min(grown, near)
+        else:
+            grown = self._rate * _PROBE_GROWTH**seconds
         self._rate = grown if self._ceiling is None else min(self._ceiling, grown)

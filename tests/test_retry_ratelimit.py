@@ -126,3 +126,36 @@ async def test_in_flight_answers_of_one_event_lower_the_rate_once() -> None:
 def test_repr_shows_state_not_secrets() -> None:
     """The repr names the rate and the pause."""
     assert "rate=5.00/s" in repr(RateLimiter(5.0))
+
+
+async def test_a_first_burst_is_not_taken_for_the_limit() -> None:
+    """Refused right after a burst: the rate starts low but grows fast, since no sustained limit is known."""
+    clock = FakeClock()
+    limiter = RateLimiter(None, clock=clock, sleep=clock.sleep)
+    for _ in range(5):
+        await limiter.acquire()
+        limiter.on_success()
+        clock.now += 0.01
+    limiter.on_rate_limited(1.0)
+    start = limiter.rate
+    assert start is not None
+    clock.now += 4.0  # 1 s of pause, half a second for the answers in flight, then growth
+    await limiter.acquire()
+    assert limiter.rate is not None
+    assert limiter.rate > 2 * start
+
+
+async def test_once_a_sustained_limit_is_seen_the_rate_only_probes_above_it() -> None:
+    """After a 429 at a steady 40/s, the rate sits near 90% of 40 and creeps up by about 1% a second."""
+    clock = FakeClock()
+    limiter = RateLimiter(None, clock=clock, sleep=clock.sleep)
+    for _ in range(80):
+        await limiter.acquire()
+        limiter.on_success()
+        clock.now += 0.025
+    limiter.on_rate_limited(1.0)
+    assert limiter.rate is not None
+    assert 34.0 <= limiter.rate <= 38.0
+    clock.now += 11.0
+    await limiter.acquire()
+    assert limiter.rate < 40.5

@@ -259,6 +259,8 @@ def main() -> None:
         sections.append(rate_bound(args.runs, args.rate_pages, known=True))
     if "unknown" in chosen:
         sections.append(rate_bound(args.runs, args.rate_pages, known=False))
+        # The same, three times longer: what learning the limit costs once, against the steady state.
+        sections.append(rate_bound(1, 3 * args.rate_pages, known=False))
     if "memory" in chosen:
         sections.append(memory(max(1, args.runs - 2)))
     for section in sections:

@@ -80,7 +80,7 @@ class Fetcher:
 
         async def call(authorization: str) -> RawPage:
             return await self._client.get_page(
-                offset, limit, authorization, filters=self._filters, sort=self._sort
+                offset, limit, authorization, filters=self._filters, sort=self._sort, need_total=False
             )
 
         return await self._retrying(call, f"the page at offset {offset}")

@@ -1,18 +1,20 @@
-"""The fan-out: one producer of offsets, N fetchers, and one writer that puts pages back in order.
+"""The fan-out: N fetcher tasks, and one writer side that puts pages back in order and checks them.
 
 Strategy: the first page gives the total and the real page size, so every other offset is known at once.
-The producer hands offsets to ``concurrency`` fetcher tasks, but only after taking a slot of the reorder
-window; the writer gives the slot back once the page is written. Pages can finish in any order, yet the
-writer emits them strictly by offset, so the output equals a sequential walk, at most ``window`` pages
-wait in memory whatever the total, and a slow writer holds the producer back. Because slots are taken in
-offset order, the page the writer waits for always holds one: the window can never deadlock.
+``concurrency`` fetcher tasks take the offsets in order, each only after taking a slot of the reorder
+window; the writer side gives the slot back once the page is written. Pages can finish in any order, yet
+they are written strictly by offset, so the output equals a sequential walk, at most ``window`` pages wait
+in memory (as bytes, decoded only at their turn) whatever the total, and a slow writer holds the fetchers
+back. Because slots are taken in offset order, the page the writer waits for always holds one: the window
+cannot deadlock.
 
-Pages overlap by one order (see ``plan``). The writer checks that each page holds the previous page's
-last order; when one does not (orders were closed or created in between, or the server cut a page short)
-it *bridges* the gap: it fetches windows afresh from where the previous page's orders stand now until the
-page's own orders appear, and writes what lay between. Past the planned pages it follows the collection
-while pages come back full. Duplicates that offset paging lets through are dropped by id within a bounded
-horizon of recent ids. At the end the total is read again and ``plan.reconcile`` decides.
+Pages overlap by one order (see ``plan``). The writer side (``_Walk``) checks that each page holds the
+previous page's last order; when one does not (orders were closed or created in between, or the server
+cut a page short) it *bridges*: it fetches windows afresh from where the previous page's orders stand now,
+and either writes what lies between them and the page, or finds that the page was pushed wholly before
+them and adds nothing. Past the planned pages it follows the collection while pages come back full.
+Duplicates that offset paging lets through are dropped by id within a bounded horizon of recent ids. At
+the end the total is read again and ``plan.reconcile`` decides.
 """
 
 from __future__ import annotations
@@ -177,7 +179,7 @@ class _Walk:
         if ids:
             self.previous = ids
             self.last_offset = offset + len(ids) - 1
-        self.ended = len(items) < self._plan.page_size or (not items and self.ended)
+        self.ended = len(items) < self._plan.page_size
         await self._emit(new, new_ids)
 
     async def follow_tail(self, limit: int, on_page: OnPage) -> None:

@@ -240,3 +240,21 @@ def anyio_fail_after(seconds: float):  # type: ignore[no-untyped-def]
     import anyio
 
     return anyio.fail_after(seconds)
+
+
+async def test_only_the_first_and_last_reads_need_a_total(
+    scripted_server: tuple[str, list[Answer]], tmp_path: Path
+) -> None:
+    """A gateway that drops X-Total-Count on every page but offset 0: the export is exact all the same."""
+    base_url, script = scripted_server
+    orders = [{"id": f"o{i}"} for i in range(25)]
+
+    def answer(offset: int, limit: int) -> bytes:
+        headers = {"X-Total-Count": "25"} if offset == 0 else {}
+        return _answer(orjson.dumps(orders[offset : offset + limit]), headers)
+
+    script.append(answer)
+    out = tmp_path / "orders.jsonl"
+    report = await export(hostile_config(base_url, out, page_size=5))
+    assert report["complete"]
+    assert [orjson.loads(line)["id"] for line in out.read_bytes().splitlines()] == [o["id"] for o in orders]

@@ -42,7 +42,10 @@ class _Cli(click.Group):
         except click.exceptions.Exit as exc:
             sys.exit(exc.exit_code)
         except click.ClickException as exc:
-            exc.show()
+            # One line, like every other failure; the command's --help is named for the rest.
+            context = exc.ctx if isinstance(exc, click.UsageError) else None
+            command = context.command_path if context else "orders-export"
+            click.echo(f"orders-export: {exc.format_message()} (see '{command} --help')", err=True)
             sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
         except Interrupted as exc:
             _fail(exc)

@@ -243,3 +243,27 @@ def test_demo_exports_the_sandbox_to_parquet(tmp_path: Path) -> None:
     assert "3,000 orders" in result.stderr
     assert "complete" in result.stderr
     assert out.stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["export", "-o", "x.jsonl", "--page-size", "0"],
+        ["export"],
+        ["nosuch"],
+        ["export", "-o", "x.txt", "-q"],
+    ],
+)
+def test_bad_usage_is_one_line_and_exit_2(sandbox: Any, args: list[str], tmp_path: Path) -> None:
+    """A bad option, a missing one, an unknown command, an unknown suffix: exit 2, one line on stderr."""
+    result = subprocess.run(
+        [sys.executable, "-m", "exporter", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=tmp_path,
+        env={**os.environ, **creds(sandbox)},
+    )
+    assert result.returncode == 2
+    assert_one_clean_line(result)

@@ -1,6 +1,6 @@
 """Every export scenario against a sandbox in its own process; writes its sections of RESULTS.md.
 
-    .venv/bin/python benchmarks/run.py [--runs 3] [--only cpu,latency,rate,unknown,memory,naive200k]
+    .venv/bin/python benchmarks/run.py [--runs 3] [--only naive200k,cpu,latency,rate,unknown,memory,details]
 
 Each scenario runs, in the same invocation, the exporter and the two references: the naive sequential
 client (benchmarks/naive.py: aiohttp, one page at a time, JSONL) and the floor probe (benchmarks/floor.py:
@@ -203,6 +203,38 @@ def rate_bound(runs: int, pages: int, known: bool) -> str:
     )
 
 
+def details(runs: int) -> str:
+    orders, page, conc, latency = 5_000, 100, 16, 0.02
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        sandbox_process("--orders", str(orders), "--latency", str(latency)) as sb,
+    ):
+        env, work = credentials_env(sb), Path(tmp)
+        common = ("--page-size", str(page), "--concurrency", str(conc))
+        listed = repeat(runs, lambda: exporter(env, work / "list.jsonl", *common))
+        detailed = repeat(runs, lambda: exporter(env, work / "details.jsonl", *common, "--details"))
+    ideal = conc / latency
+    return "\n".join(
+        [
+            "### `--details` against list pages",
+            "",
+            f"{orders:,} orders, {latency * 1000:.0f} ms latency, concurrency {conc}, pages of {page}: "
+            f"at most {ideal:.0f} requests/s; median of {runs} runs.",
+            "",
+            "| export | requests | seconds | requests/s |",
+            "|---|---:|---:|---:|",
+            f"| list items | {listed.requests} | {listed.seconds:.2f} | "
+            f"{listed.requests / listed.seconds:,.0f} |",
+            f"| `--details` | {detailed.requests} | {detailed.seconds:.2f} | "
+            f"{detailed.requests / detailed.seconds:,.0f} |",
+            "",
+            "Each page's details are fetched together and written before the next page's start, so a "
+            "page's slowest detail holds the next page back: with retries in play that costs more than "
+            "with list pages. The list export is too short (a few requests) for its rate to mean much.",
+        ]
+    )
+
+
 def memory(runs: int) -> str:
     lines = [
         "### Memory: 100,000 vs 1,000,000 orders",
@@ -231,7 +263,7 @@ def memory(runs: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--only", default="naive200k,cpu,latency,rate,unknown,memory")
+    parser.add_argument("--only", default="naive200k,cpu,latency,rate,unknown,memory,details")
     parser.add_argument("--rate-pages", type=int, default=500)
     args = parser.parse_args()
     chosen = args.only.split(",")
@@ -267,6 +299,10 @@ def main() -> None:
         print(section, flush=True)
     if sections:
         write_section("scenarios", "\n\n".join([*header, *sections]))
+    if "details" in chosen:  # a section of its own: issue 6's figure, not one of issue 5's scenarios
+        body = details(args.runs)
+        write_section("details", "\n".join([*header, "", body]))
+        print(body, flush=True)
 
 
 if __name__ == "__main__":

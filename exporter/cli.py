@@ -290,6 +290,7 @@ def cli() -> None:
     "--progress/--no-progress", default=None, help="Progress line on stderr [default: on a terminal]."
 )
 @click.option("--resume", is_flag=True, help="Continue an interrupted export of the same command.")
+@click.option("--details", is_flag=True, help="Export each order's detail record instead of its list item.")
 @click.option(
     "--commit-rows",
     type=click.IntRange(min=1),
@@ -304,6 +305,7 @@ def export_command(
     report_path: str | None,
     progress: bool | None,
     resume: bool,
+    details: bool,
     commit_rows: int,
     **params: Any,
 ) -> None:
@@ -318,6 +320,7 @@ def export_command(
         progress=sys.stderr.isatty() if progress is None else progress,
         resume=resume,
         commit_rows=commit_rows,
+        details=details,
     )
     report = _run(functools.partial(export, config), config.credentials.secrets())
     if not params["quiet"]:

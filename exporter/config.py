@@ -68,6 +68,7 @@ class ExportConfig:
     dedupe_horizon: int = 50_000
     resume: bool = False
     commit_rows: int = 500_000
+    details: bool = False
 
     def __post_init__(self) -> None:
         if not self.base_url.startswith(("http://", "https://")):

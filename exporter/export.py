@@ -19,6 +19,7 @@ from exporter.checkpoint import remove as remove_checkpoint
 from exporter.checkpoint import save as save_checkpoint
 from exporter.client import ApiClient
 from exporter.config import ExportConfig
+from exporter.details import with_details
 from exporter.errors import ExportError, IncompleteExport, Interrupted, RequestRejected, UsageError
 from exporter.fetch import Fetcher
 from exporter.pipeline import OnPage, Records, run_pipeline, task_group
@@ -61,6 +62,8 @@ async def _pipeline(
     resume: WalkState | None = None,
     on_page: OnPage | None = None,
 ) -> Verdict:
+    if config.details:
+        deliver = with_details(deliver, fetcher, counters, config.concurrency)
     return await run_pipeline(
         fetcher,
         deliver,
@@ -267,6 +270,7 @@ def _fingerprint(config: ExportConfig) -> dict[str, Any]:
         "sort": config.sort,
         "format": config.resolved_format,
         "page_size": config.page_size,
+        "details": config.details,
         "output": str(Path(config.output).resolve()) if config.output != "-" else "-",
     }
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Container, Iterable, Iterator
 from typing import Any
 
 import anyio
@@ -54,6 +54,7 @@ RESUMED_COUNTERS = (
     "bridge_requests",
     "orders_bridged",
     "tail_pages",
+    "details_missing",
 )
 _MAX_BRIDGE_WINDOWS = 64
 Deliver = Callable[[Records], Awaitable[None]]
@@ -99,6 +100,9 @@ class RecentIds:
                 kept.append(item)
         self.remember(list(unique))
         return kept
+
+    def __contains__(self, order_id: object) -> bool:
+        return order_id in self._seen
 
     def remember(self, ids: list[Any]) -> None:
         """Count ``ids`` as seen."""
@@ -218,13 +222,17 @@ class _Walk:
         the orders to write, the ids the next page must link to, and the offset where those stood."""
         assert self.previous is not None
         plan, counters = self._plan, self._counters
-        covered: set[Any] = set(self.previous)
+        previous = set(self.previous)
+        # Any order already written marks a point of the list we are past: the previous page's orders may
+        # all have been closed meanwhile, but some earlier one is still there.
+        walked: set[Any] = set()
+        covered = _Either(walked, self._recent)
         unchanged: tuple[Records, list[Any], int] = (
             [],
             self.previous,
             self.last_offset - len(self.previous) + 1,
         )
-        if not covered.isdisjoint(ids):
+        if not previous.isdisjoint(ids):
             return unchanged  # it overlaps the previous page without reaching L: it lies before L
         wanted = {order_id: index for index, order_id in enumerate(ids)}
         probes = _probe_starts(max(0, min(offset, self.last_offset) - plan.page_size // 2), plan.page_size)
@@ -258,7 +266,7 @@ class _Walk:
             if len(window) < plan.page_size:
                 # The collection ends here and none of this page's orders are left in it: they were closed.
                 return bridged, window_ids, start
-            covered.update(window_ids)
+            walked.update(window_ids)
             start += len(window) - 1
             probes = _probe_starts(start, plan.page_size)
             next(probes)
@@ -266,6 +274,17 @@ class _Walk:
             f"orders moved faster than the export could follow near offset {offset}: could not link the page "
             "there to the one before it"
         )
+
+
+class _Either:
+    """Membership in either of two containers, without building their union."""
+
+    def __init__(self, first: Container[Any], second: Container[Any]) -> None:
+        self._first = first
+        self._second = second
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._first or item in self._second
 
 
 def _probe_starts(base: int, page_size: int) -> Iterator[int]:

@@ -29,6 +29,7 @@ class Counters:
     retries: int = 0
     rate_limited: int = 0
     token_refused: int = 0
+    details_missing: int = 0
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -77,6 +78,7 @@ def build_report(
             "tail_pages": counters.tail_pages,
         },
         "orders_without_id": counters.orders_without_id,
+        "details_missing": counters.details_missing,
         "columns_added": columns_added or [],
         "resumed": resumed,
         "wall_seconds": round(wall, 3),

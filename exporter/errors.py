@@ -133,9 +133,15 @@ class BadResponse(RetryableError):
 
 
 class IncompleteExport(ExportError):
-    """The export could not be proven complete: retries exhausted, or a gap the totals do not explain."""
+    """The export could not be proven complete: retries exhausted, or a gap the totals do not explain.
+    ``resumable``: whether ``--resume`` can go on from what was committed (not when the gap was found at
+    the end)."""
 
     exit_code = 5
+
+    def __init__(self, message: str, *, resumable: bool = True) -> None:
+        super().__init__(message)
+        self.resumable = resumable
 
 
 class Interrupted(ExportError):

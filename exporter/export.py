@@ -199,7 +199,8 @@ async def export(config: ExportConfig) -> dict[str, Any]:
             )
             tg.cancel_scope.cancel()
         if not verdict.complete:
-            raise IncompleteExport(f"the export is not complete: {verdict.reason}")
+            # Found at the end: going on cannot help, only a new run can give a complete file.
+            raise IncompleteExport(f"the export is not complete: {verdict.reason}", resumable=False)
         output.finish()
     except BaseException as exc:
         error = _settle(exc, output, counters)
@@ -233,29 +234,22 @@ async def export(config: ExportConfig) -> dict[str, Any]:
 def _settle(exc: BaseException, output: _Output, counters: Counters) -> BaseException:
     """Keep or drop the partial output after ``exc``; the error to raise instead (with how to resume)."""
     interrupted = isinstance(exc, KeyboardInterrupt | Interrupted) or _is_cancellation(exc)
-    if isinstance(exc, UsageError) or (isinstance(exc, IncompleteExport) and not _resumable(exc)):
+    if isinstance(exc, UsageError) or (isinstance(exc, IncompleteExport) and not exc.resumable):
         output.discard()
         return exc
     if not interrupted and not isinstance(exc, ExportError):
         output.discard()
         return exc
     kept = output.suspend()
-    how = (
-        f"{counters.orders_written:,} orders are kept; run the same command with --resume to continue"
-        if kept
-        else "nothing was kept"
-    )
+    how = f"{counters.orders_written:,} orders are kept; run the same command with --resume to continue"
     if interrupted:
-        return Interrupted(f"interrupted: {how}")
+        return Interrupted(
+            f"interrupted: {how}" if kept else "interrupted: nothing was written under the final name"
+        )
     assert isinstance(exc, ExportError)
-    exc.message = f"{exc.message}; {how}"
+    if kept:
+        exc.message = f"{exc.message}; {how}"
     return exc
-
-
-def _resumable(exc: IncompleteExport) -> bool:
-    """An export that failed on the way (retries exhausted) can go on; one found incomplete at the end
-    cannot: a new run is the only way to a complete file."""
-    return not exc.message.startswith("the export is not complete")
 
 
 def _is_cancellation(exc: BaseException) -> bool:
@@ -292,7 +286,7 @@ async def open_orders(config: ExportConfig) -> AsyncIterator[AsyncIterator[dict[
         async with pages_tx:
             verdict = await _pipeline(config, fetcher, pages_tx.send, counters)
             if not verdict.complete:
-                raise IncompleteExport(f"the export is not complete: {verdict.reason}")
+                raise IncompleteExport(f"the export is not complete: {verdict.reason}", resumable=False)
 
     async def orders() -> AsyncIterator[dict[str, Any]]:
         async with pages_rx:

@@ -53,6 +53,8 @@ class _Cli(click.Group):
             _fail(Interrupted("interrupted: nothing was written under the final name"))
         except ExportError as exc:
             _fail(exc)
+        except Exception as exc:  # a bug of ours, before any secret was read: still one line
+            _fail(ExportError(f"unexpected error, please report it: {type(exc).__name__}"))
         finally:
             signal.signal(signal.SIGTERM, previous)
 
@@ -75,17 +77,16 @@ def _redact(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
-class _RedactingFilter(logging.Filter):
-    """Last line of defence: no secret reaches a log line, whatever a library puts there."""
+class _RedactingFormatter(logging.Formatter):
+    """Last line of defence: no secret reaches a log line (tracebacks included), whatever a library puts
+    there."""
 
-    def __init__(self, secrets: Sequence[str]) -> None:
-        super().__init__()
+    def __init__(self, fmt: str, secrets: Sequence[str]) -> None:
+        super().__init__(fmt)
         self._secrets = secrets
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = _redact(record.getMessage(), self._secrets)
-        record.args = ()
-        return True
+    def format(self, record: logging.LogRecord) -> str:
+        return _redact(super().format(record), self._secrets)
 
 
 def _run(main: Callable[[], Awaitable[T]], secrets: Sequence[str]) -> T:
@@ -97,13 +98,18 @@ def _run(main: Callable[[], Awaitable[T]], secrets: Sequence[str]) -> T:
         if getattr(exc, "description", None):
             exc.description = _redact(exc.description, secrets)  # type: ignore[attr-defined]
         raise
+    except Exception as exc:
+        # A bug of ours: one line all the same; the traceback goes to the log at -vv, redacted.
+        logging.getLogger("exporter").debug("unexpected error", exc_info=True)
+        raise ExportError(
+            _redact(f"unexpected error, please report it: {type(exc).__name__}: {exc}", secrets)
+        ) from exc
 
 
 def _setup_logging(verbose: int, quiet: bool, secrets: Sequence[str]) -> None:
     level = logging.WARNING if quiet or not verbose else logging.INFO if verbose == 1 else logging.DEBUG
     handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(_RedactingFilter(secrets))
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(_RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", secrets))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

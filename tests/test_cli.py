@@ -267,3 +267,22 @@ def test_bad_usage_is_one_line_and_exit_2(sandbox: Any, args: list[str], tmp_pat
     )
     assert result.returncode == 2
     assert_one_clean_line(result)
+
+
+def test_log_lines_and_tracebacks_are_redacted() -> None:
+    """The log formatter removes the secrets from messages and from the tracebacks it prints."""
+    import logging
+
+    from exporter.cli import _RedactingFormatter
+
+    formatter = _RedactingFormatter("%(message)s", [SECRET, API_KEY])
+    try:
+        raise ValueError(f"boom {API_KEY}")
+    except ValueError:
+        import sys as _sys
+
+        record = logging.LogRecord("t", logging.DEBUG, __file__, 1, "key=%s", (SECRET,), _sys.exc_info())
+    text = formatter.format(record)
+    assert "ValueError" in text
+    assert SECRET not in text
+    assert API_KEY not in text

@@ -73,7 +73,7 @@ def assert_export_matches(path: Path, fmt: str, expected: list[dict[str, Any]]) 
         assert got == expected
     elif fmt == "csv":
         header, rows = read_csv(path)
-        assert [r["id"] for r in rows] == [r["id"] for r in expected]
+        assert [r["id"] for r in rows] == [flatten_record(r)["id"] for r in expected]
         for row, record in zip(rows, expected, strict=True):
             flat = flatten_record(record)
             assert {k: row[k] for k in flat} == flat, record["id"]

@@ -258,3 +258,31 @@ async def test_only_the_first_and_last_reads_need_a_total(
     report = await export(hostile_config(base_url, out, page_size=5))
     assert report["complete"]
     assert [orjson.loads(line)["id"] for line in out.read_bytes().splitlines()] == [o["id"] for o in orders]
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
+async def test_integer_ids_and_odd_shapes_export_exactly(
+    scripted_server: tuple[str, list[Answer]], tmp_path: Path, fmt: str
+) -> None:
+    """Integer ids, lists, nulls and a field that changes type: exact in every format."""
+    from tests.readback import assert_export_matches
+
+    base_url, script = scripted_server
+    orders = [
+        {
+            "id": i,
+            "tags": ["a", "b"][: i % 3],
+            "qty": i if i % 7 else f"{i} units",
+            "note": None if i % 2 else "x",
+        }
+        for i in range(1, 58)
+    ]
+
+    def answer(offset: int, limit: int) -> bytes:
+        return _answer(orjson.dumps(orders[offset : offset + limit]), {"X-Total-Count": str(len(orders))})
+
+    script.append(answer)
+    out = tmp_path / f"orders.{fmt}"
+    report = await export(hostile_config(base_url, out, page_size=10))
+    assert report["complete"]
+    assert_export_matches(out, fmt, orders)

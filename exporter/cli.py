@@ -258,6 +258,16 @@ def _config(params: dict[str, Any], **extra: Any) -> ExportConfig:
     )
 
 
+def _call(
+    operation: Callable[[ExportConfig], Awaitable[T]], params: dict[str, Any], **extra: Any
+) -> tuple[ExportConfig, T]:
+    """What every command that talks to the API starts with: logging, the config, then ``operation`` run
+    in an event loop with its errors cleaned of the secrets."""
+    _setup_logging(params["verbose"], params["quiet"], _secrets_of(params))
+    config = _config(params, **extra)
+    return config, _run(functools.partial(operation, config), config.credentials.secrets())
+
+
 def _secrets_of(params: dict[str, Any]) -> list[str]:
     """Every secret the command may hold, read as the config would read it, for redaction."""
     found = [params.get("client_secret") or "", params.get("api_key") or ""]
@@ -316,9 +326,8 @@ def export_command(
     **params: Any,
 ) -> None:
     """Export every order matching the filters."""
-    secrets = _secrets_of(params)
-    _setup_logging(params["verbose"], params["quiet"], secrets)
-    config = _config(
+    _, report = _call(
+        export,
         params,
         output=output,
         format=fmt,
@@ -328,7 +337,6 @@ def export_command(
         commit_rows=commit_rows,
         details=details,
     )
-    report = _run(functools.partial(export, config), config.credentials.secrets())
     if not params["quiet"]:
         click.echo(summary_line(report), err=True)
 
@@ -338,10 +346,7 @@ def export_command(
 @connection_options
 def count_command(as_json: bool, **params: Any) -> None:
     """How many orders match, in how many pages, and how long they take at --rate."""
-    secrets = _secrets_of(params)
-    _setup_logging(params["verbose"], params["quiet"], secrets)
-    config = _config(params)
-    figures = _run(functools.partial(count, config), config.credentials.secrets())
+    config, figures = _call(count, params)
     if as_json:
         click.echo(orjson.dumps(figures).decode())
         return
@@ -356,10 +361,7 @@ def count_command(as_json: bool, **params: Any) -> None:
 @connection_options
 def bench_command(as_json: bool, **params: Any) -> None:
     """Drain the API as an export would, writing nothing: requests/s and orders/s."""
-    secrets = _secrets_of(params)
-    _setup_logging(params["verbose"], params["quiet"], secrets)
-    config = _config(params)
-    figures = _run(functools.partial(drain, config), config.credentials.secrets())
+    _, figures = _call(drain, params)
     if as_json:
         click.echo(orjson.dumps(figures).decode())
         return
@@ -376,10 +378,7 @@ def bench_command(as_json: bool, **params: Any) -> None:
 @connection_options
 def get_command(ids: tuple[str, ...], **params: Any) -> None:
     """Print the detail records of orders, as JSON lines on stdout."""
-    secrets = _secrets_of(params)
-    _setup_logging(params["verbose"], params["quiet"], secrets)
-    config = _config(params)
-    records = _run(functools.partial(get_orders, config, list(ids)), config.credentials.secrets())
+    _, records = _call(functools.partial(get_orders, ids=list(ids)), params)
     out = sys.stdout.buffer
     missing = []
     for order_id, record in zip(ids, records, strict=True):

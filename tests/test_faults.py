@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -97,9 +98,13 @@ def _answer(body: bytes, headers: dict[str, str] | None = None, status: str = "2
 TOKEN = orjson.dumps({"token_type": "Bearer", "access_token": "t0k3n-value", "expires_in": 3600})
 
 
-@pytest.fixture
-async def trickling_server() -> AsyncIterator[str]:
-    """A server whose token answer is fine but whose pages trickle one byte every 0.2 s, forever."""
+ListHandler = Callable[[asyncio.StreamWriter, int, int], Awaitable[None]]
+
+
+@contextlib.asynccontextmanager
+async def raw_server(on_list: ListHandler) -> AsyncIterator[str]:
+    """A bare HTTP/1.1 server on 127.0.0.1: any POST gets a token; a GET is answered by ``on_list`` with the
+    request's offset and limit."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -107,23 +112,34 @@ async def trickling_server() -> AsyncIterator[str]:
                 head = await _read_request(reader)
                 if head.startswith(b"POST"):
                     writer.write(_answer(TOKEN))
-                    await writer.drain()
-                    continue
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\nX-Total-Count: 5\r\n\r\n[")
-                while True:
-                    writer.write(b" ")
-                    await writer.drain()
-                    await asyncio.sleep(0.2)
+                else:
+                    query = parse_qs(urlsplit(head.split(b" ")[1].decode()).query)
+                    await on_list(writer, int(query["offset"][0]), int(query["limit"][0]))
+                await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
             writer.close()
 
     server = await serve(handle)
-    port = server.sockets[0].getsockname()[1]
     async with server:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
         server.close()
+
+
+@pytest.fixture
+async def trickling_server() -> AsyncIterator[str]:
+    """A server whose token answer is fine but whose pages trickle one byte every 0.2 s, forever."""
+
+    async def trickle(writer: asyncio.StreamWriter, offset: int, limit: int) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\nX-Total-Count: 5\r\n\r\n[")
+        while True:
+            writer.write(b" ")
+            await writer.drain()
+            await asyncio.sleep(0.2)
+
+    async with raw_server(trickle) as base_url:
+        yield base_url
 
 
 def hostile_config(base_url: str, out: Path, **overrides: object) -> ExportConfig:
@@ -155,27 +171,11 @@ async def scripted_server() -> AsyncIterator[tuple[str, list[Answer]]]:
     """A server whose list answers come from a function of (offset, limit) the test puts in the list."""
     script: list[Answer] = []
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                head = await _read_request(reader)
-                if head.startswith(b"POST"):
-                    writer.write(_answer(TOKEN))
-                else:
-                    target = head.split(b" ")[1].decode()
-                    query = parse_qs(urlsplit(target).query)
-                    writer.write(script[0](int(query["offset"][0]), int(query["limit"][0])))
-                await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.close()
+    async def scripted(writer: asyncio.StreamWriter, offset: int, limit: int) -> None:
+        writer.write(script[0](offset, limit))
 
-    server = await serve(handle)
-    port = server.sockets[0].getsockname()[1]
-    async with server:
-        yield f"http://127.0.0.1:{port}", script
-        server.close()
+    async with raw_server(scripted) as base_url:
+        yield base_url, script
 
 
 @pytest.mark.parametrize(

@@ -97,10 +97,9 @@ def check_page(body: bytes, headers: Mapping[str, str], offset: int, *, need_tot
     except BadResponse:
         if need_total:
             raise
-    ends = body.strip()
-    if not ends:
+    if _blank(body):
         raise BadResponse("the body is empty", request_id=request_id, offset=offset)
-    if not (ends.startswith(b"[") and ends.endswith(b"]")):
+    if not (_first_byte(body) == b"[" and _last_byte(body) == b"]"):
         _decode(body, request_id=request_id, offset=offset)  # names the problem if it is not JSON at all
         raise BadResponse(
             f"expected a JSON array of orders, got {_clip(body)!r}", request_id=request_id, offset=offset
@@ -196,7 +195,7 @@ def error_for(
     request_id = headers.get(REQUEST_ID)
     code, message, description = _orange_fields(body)
     if message is None:
-        message = f"HTTP {status}" + (f": {_clip(body)!r}" if body.strip() else " with an empty body")
+        message = f"HTTP {status}" + (f": {_clip(body)!r}" if not _blank(body) else " with an empty body")
     common: dict[str, Any] = {
         "status": status,
         "code": code,
@@ -224,8 +223,24 @@ def error_for(
     return BadResponse(f"unexpected answer: {message}", **common)
 
 
+def _blank(body: bytes) -> bool:
+    # No strip(): a page is tens of kilobytes, and a copy of it per look adds up.
+    return not body or body.isspace()
+
+
+def _first_byte(body: bytes) -> bytes:
+    """The first byte that is not whitespace (only a short head is looked at unless it is all blank)."""
+    head = body[:64].lstrip()
+    return head[:1] if head or len(body) <= 64 else body.lstrip()[:1]
+
+
+def _last_byte(body: bytes) -> bytes:
+    tail = body[-64:].rstrip()
+    return tail[-1:] if tail or len(body) <= 64 else body.rstrip()[-1:]
+
+
 def _decode(body: bytes, *, request_id: str | None, offset: int | None) -> Any:
-    if not body.strip():
+    if _blank(body):
         raise BadResponse("the body is empty", request_id=request_id, offset=offset)
     try:
         return orjson.loads(body)
@@ -241,7 +256,7 @@ def _decode(body: bytes, *, request_id: str | None, offset: int | None) -> Any:
 def _orange_fields(body: bytes) -> tuple[int | None, str | None, str | None]:
     """``code``, ``message``, ``description`` of an Orange or RFC 6749 error body, where there is one."""
     try:
-        value = orjson.loads(body) if body.strip() else None
+        value = orjson.loads(body) if not _blank(body) else None
     except orjson.JSONDecodeError:
         return None, None, None
     if not isinstance(value, dict):

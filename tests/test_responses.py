@@ -19,7 +19,7 @@ from exporter.errors import (
     ServerError,
     Unauthorized,
 )
-from exporter.responses import error_for, parse_page, parse_retry_after, parse_token, parse_total
+from exporter.responses import check_page, error_for, parse_page, parse_retry_after, parse_token, parse_total
 
 HEADERS = {"X-Total-Count": "2", "X-OAPI-Request-Id": "req-1"}
 
@@ -169,3 +169,17 @@ def test_a_refused_token_request_is_a_credentials_error() -> None:
     assert isinstance(error, CredentialsRefused)
     assert "invalid_client" in str(error)
     assert error.exit_code == 3
+
+
+@given(st.binary(max_size=200), st.sampled_from([b"", b" ", b"\n\t ", b" " * 100]))
+def test_the_cheap_check_agrees_with_stripping(body: bytes, pad: bytes) -> None:
+    """Property: check_page's look at the body's ends is what stripping it whole would say."""
+    padded = pad + body + pad
+    stripped = padded.strip()
+    looks_like_array = bool(stripped) and stripped[:1] == b"[" and stripped[-1:] == b"]"
+    try:
+        check_page(padded, HEADERS, 0)
+    except BadResponse:
+        assert not looks_like_array
+    else:
+        assert looks_like_array

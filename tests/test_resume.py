@@ -60,6 +60,11 @@ def env(sb: Any) -> dict[str, str]:
     return {**os.environ, "ORANGE_CLIENT_SECRET": sb.client_secret, "ORANGE_API_KEY": sb.api_key}
 
 
+def export_run(sb: Any, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """The export command run to its end."""
+    return subprocess.run(command(sb, out, *extra), env=env(sb), capture_output=True, text=True, check=False)
+
+
 def checkpoint_of(out: Path) -> Path:
     return out.parent / f".{out.name}.checkpoint.json"
 
@@ -90,9 +95,7 @@ def reference(sandbox: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[st
     outputs = {}
     for fmt in FORMATS:
         out = folder / f"orders{SUFFIX[fmt]}"
-        result = subprocess.run(
-            command(sandbox, out), env=env(sandbox), capture_output=True, text=True, check=False
-        )
+        result = export_run(sandbox, out)
         assert result.returncode == 0, result.stderr
         outputs[fmt] = out
     return outputs
@@ -113,9 +116,7 @@ def test_sigkill_then_resume_equals_an_uninterrupted_export(
     committed = orjson.loads(checkpoint_of(out).read_bytes())["walk"]
     remaining = ORDERS - (committed["next_offset"] if committed["next_offset"] is not None else ORDERS)
     before = sandbox.stats()["data_requests"]
-    resumed = subprocess.run(
-        command(sandbox, out, "--resume"), env=env(sandbox), capture_output=True, text=True, check=False
-    )
+    resumed = export_run(sandbox, out, "--resume")
     assert resumed.returncode == 0, resumed.stderr
     fetched = sandbox.stats()["data_requests"] - before
     window = 4 * CONCURRENCY
@@ -138,9 +139,7 @@ def test_sigterm_stops_within_two_seconds_and_says_how_to_resume(
     assert proc.returncode == 130
     assert "--resume" in stderr
     assert len(stderr.strip().splitlines()) == 1, stderr
-    resumed = subprocess.run(
-        command(sandbox, out, "--resume"), env=env(sandbox), capture_output=True, text=True, check=False
-    )
+    resumed = export_run(sandbox, out, "--resume")
     assert resumed.returncode == 0, resumed.stderr
     assert same_output(out, reference["csv"], "csv")
 
@@ -151,28 +150,14 @@ def test_resume_of_another_export_is_refused(sandbox: Any, tmp_path: Path) -> No
     proc = start_and_wait_for_a_commit(sandbox, out)
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=10)
-    other = subprocess.run(
-        command(sandbox, out, "--resume", "--filter", "type=C_GENERIC_S1"),
-        env=env(sandbox),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    other = export_run(sandbox, out, "--resume", "--filter", "type=C_GENERIC_S1")
     assert other.returncode == 2
     assert "different export" in other.stderr
     assert "filters" in other.stderr
-    again = subprocess.run(
-        command(sandbox, out, "--resume", "-f", "csv"),
-        env=env(sandbox),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    again = export_run(sandbox, out, "--resume", "-f", "csv")
     assert again.returncode == 2
     assert "format" in again.stderr
-    fresh = subprocess.run(
-        command(sandbox, out), env=env(sandbox), capture_output=True, text=True, check=False
-    )
+    fresh = export_run(sandbox, out)
     assert fresh.returncode == 0, fresh.stderr
     assert not checkpoint_of(out).exists(), "a fresh start drops the old checkpoint"
     assert len(out.read_bytes().splitlines()) == ORDERS
@@ -180,12 +165,6 @@ def test_resume_of_another_export_is_refused(sandbox: Any, tmp_path: Path) -> No
 
 def test_resume_with_nothing_to_resume_is_refused(sandbox: Any, tmp_path: Path) -> None:
     """--resume with no checkpoint: exit 2 saying so."""
-    result = subprocess.run(
-        command(sandbox, tmp_path / "o.jsonl", "--resume"),
-        env=env(sandbox),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = export_run(sandbox, tmp_path / "o.jsonl", "--resume")
     assert result.returncode == 2
     assert "nothing to resume" in result.stderr

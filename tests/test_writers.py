@@ -14,23 +14,7 @@ from exporter.errors import UsageError
 from exporter.writers import FORMATS, flatten_record, format_for_path, open_writer
 from exporter.writers.cells import column_name, leaf_cells, text_of
 from exporter.writers.jsonl import JsonlWriter
-
-
-class Unseekable(io.BytesIO):
-    """A stdout-like stream: bytes go in, nothing can seek, tell or give a file descriptor."""
-
-    def seekable(self) -> bool:
-        return False
-
-    def seek(self, *args: Any) -> int:
-        raise io.UnsupportedOperation("seek")
-
-    def tell(self) -> int:
-        raise io.UnsupportedOperation("tell")
-
-    def fileno(self) -> int:
-        raise io.UnsupportedOperation("fileno")
-
+from tests.fakes import Unseekable
 
 ORDERS: list[dict[str, Any]] = [
     {

@@ -15,22 +15,7 @@ import pytest
 from exporter.writers import flatten_record, open_writer
 from exporter.writers.csv import EXTRA_COLUMN, CsvWriter, pad_pieces
 from exporter.writers.rows import Layout, encode_rows
-
-
-class Unseekable(io.BytesIO):
-    """A stdout-like stream: bytes go in, nothing can seek, tell or give a file descriptor."""
-
-    def seekable(self) -> bool:
-        return False
-
-    def seek(self, *args: Any) -> int:
-        raise io.UnsupportedOperation("seek")
-
-    def tell(self) -> int:
-        raise io.UnsupportedOperation("tell")
-
-    def fileno(self) -> int:
-        raise io.UnsupportedOperation("fileno")
+from tests.fakes import Unseekable
 
 
 def parse(data: bytes) -> tuple[list[str], list[list[str]]]:

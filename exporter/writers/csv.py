@@ -34,10 +34,8 @@ header (a kill during the rewrite at close would have changed it).
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import shutil
-import stat
 import tempfile
 from collections.abc import Iterator
 from itertools import repeat
@@ -48,6 +46,7 @@ import orjson
 
 from exporter.errors import ExportError
 from exporter.writers.cells import column_name, flatten_record, leaf_cells
+from exporter.writers.files import file_behind
 from exporter.writers.rows import Layout, encode_rows
 from exporter.writers.state import check_tag, cut, integer, items, new_state, read_at, refuse, strings
 
@@ -87,25 +86,13 @@ def pad_pieces(pieces: list[bytes], pad: bytes, quoted: bool, lone: bool = False
 
 
 def _readable_path(stream: BinaryIO) -> str | None:
-    """A path that reads back the regular file behind ``stream``, if there is one."""
+    """A path that reads back the regular, seekable file behind ``stream``, if there is one."""
     try:
-        fd = stream.fileno()
-        here = os.fstat(fd)
-        if not stat.S_ISREG(here.st_mode) or not stream.seekable():
+        if not stream.seekable():
             return None
-    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+    except (OSError, ValueError, AttributeError):
         return None
-    name = getattr(stream, "name", None)
-    candidates = [name] if isinstance(name, str) else []
-    candidates.append(f"/proc/self/fd/{fd}")
-    for candidate in candidates:
-        try:
-            there = os.stat(candidate)
-        except OSError:
-            continue
-        if (there.st_dev, there.st_ino) == (here.st_dev, here.st_ino):
-            return candidate
-    return None
+    return file_behind(stream, through_proc=True)
 
 
 class CsvWriter:

@@ -82,12 +82,7 @@ class JsonlWriter:
         stream cannot tell its position: it cannot be continued; or after abort/suspend)."""
         if self._raw.dropped:
             return None
-        try:
-            self._buffer.flush()
-            self._stream.flush()
-        except OSError as exc:
-            self._raw.drop()
-            raise ExportError(f"cannot write the JSONL output: {exc.strerror or exc}") from exc
+        self._flush()
         try:
             committed = self._stream.tell()
         except (OSError, ValueError, io.UnsupportedOperation):
@@ -95,6 +90,10 @@ class JsonlWriter:
         return new_state("jsonl", bytes=committed, orders=self.orders)
 
     def close(self) -> None:
+        self._flush()
+
+    def _flush(self) -> None:
+        """Our buffer into the stream, the stream's into the file."""
         try:
             self._buffer.flush()
             self._stream.flush()

@@ -10,7 +10,6 @@ earlier one. A stream without a file name gets a random prefix (the commit's sta
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import re
 import secrets
@@ -22,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from exporter.writers.arrowconv import schema_of
+from exporter.writers.files import file_behind
 from exporter.writers.kinds import Struct, kind_from_json, kind_to_json
 from exporter.writers.state import check_tag, integer, items, new_state, refuse, strings
 
@@ -214,20 +214,5 @@ def check(segment: Segment, schema: Any) -> None:
 
 def _file_name(stream: BinaryIO) -> str | None:
     """The name of the regular file behind ``stream``, if it can be found."""
-    try:
-        fd = stream.fileno()
-        here = os.fstat(fd)
-    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
-        return None
-    name = getattr(stream, "name", None)
-    candidates = [name] if isinstance(name, str) else []
-    with contextlib.suppress(OSError):
-        candidates.append(os.readlink(f"/proc/self/fd/{fd}"))
-    for candidate in candidates:
-        try:
-            there = os.stat(candidate)
-        except OSError:
-            continue
-        if (there.st_dev, there.st_ino) == (here.st_dev, here.st_ino):
-            return Path(candidate).name
-    return None
+    path = file_behind(stream)
+    return None if path is None else Path(path).name

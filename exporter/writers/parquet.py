@@ -47,6 +47,7 @@ import contextlib
 import io
 import os
 import shutil
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -117,7 +118,7 @@ def _replaced(kind: Struct, paths: list[KeyPath], new: Kind) -> Struct:
     return kind
 
 
-class _RowGroups:
+class RowGroups:
     """A Parquet writer fed with record batches, writing full row groups (on ``pool``'s thread if given)."""
 
     def __init__(
@@ -138,6 +139,15 @@ class _RowGroups:
         self.total += batch.num_rows
         if self._buffered >= self._rows:
             self._flush(final=False)
+
+    @property
+    def buffered(self) -> int:
+        """Rows added but not yet handed to the Parquet writer."""
+        return self._buffered
+
+    def flush(self) -> None:
+        """Write what is buffered now, as a (possibly short) row group."""
+        self._flush(final=True)
 
     def finish(self) -> None:
         """Write what is buffered, wait for the background write, and write the footer."""
@@ -175,7 +185,7 @@ class _RowGroups:
 class _Open:
     """The segment being written."""
 
-    def __init__(self, path: Path, kind: Struct, row_groups: _RowGroups) -> None:
+    def __init__(self, path: Path, kind: Struct, row_groups: RowGroups) -> None:
         self.path = path
         self.kind = kind
         self.row_groups = row_groups
@@ -216,7 +226,7 @@ class ParquetWriter:
         self._done: list[Segment] = []
         self._committed = 0  # how many of _done the last commit listed
         self._pool: ThreadPoolExecutor | None = None
-        self._final: _RowGroups | None = None
+        self._final: RowGroups | None = None
         self._closed = False
         self._base = _position(stream)
         if prefix is None:  # a new output: what an earlier run of it left is of no use
@@ -375,35 +385,11 @@ class ParquetWriter:
         """Widen the kind until it holds ``records`` (a new segment when it changes), then convert."""
         assert self._converter is not None
         old = self._converter.kind
-        kind = unify(old, infer(records))
-        assert isinstance(kind, Struct)
-        batch = None
-        # Each failed try turns at least one field into TEXT or one date-time leaf into STRING.
-        for _ in range(len(kind.fields) + sum(1 for _ in leaf_paths(kind, _TEMPORAL)) + 2):
-            converter = Converter(kind)
-            try:
-                array = converter.ingest(records)
-            except CONVERSION_ERRORS as exc:
-                # Only pyarrow's own limits get here (e.g. an int a double cannot hold exactly).
-                bad = converter.bad_fields(records)
-                if not bad:
-                    raise ExportError(f"internal error: cannot convert orders to Parquet: {exc}") from exc
-                kind = _replaced(kind, [(name,) for name in bad], TEXT)
-                continue
-            try:
-                batch = converter.finish(array)
-                break
-            except CONVERSION_ERRORS as exc:  # a string the date-time parser of Arrow does not take
-                paths = converter.bad_temporal_paths(array)
-                if not paths:
-                    raise ExportError(f"internal error: cannot convert orders to Parquet: {exc}") from exc
-                kind = _replaced(kind, paths, STRING)
-        if batch is None:
-            raise ExportError("internal error: could not find a Parquet schema for a batch of orders")
-        if kind != old:
+        converter, batch = widen_and_convert(self._converter, records)
+        if converter.kind != old:
             stored = sum(segment.rows for segment in self._done)
             if stored or (self._open is not None and self._open.row_groups.total):
-                added, widened = changes(old, kind)
+                added, widened = changes(old, converter.kind)
                 self.columns_added.extend(added)
                 self.columns_widened.extend(widened)
             self._finish_open()  # the next rows start a segment of the new kind
@@ -451,32 +437,20 @@ class ParquetWriter:
         self._final = None
 
     def _final_kind(self) -> Struct:
-        """The last segment's kind, except int columns widened to double where an earlier segment holds an
-        int a double cannot hold exactly: those become TEXT (a pre-pass over just those columns)."""
-        final = self._done[-1].kind
-        for segment in self._done[:-1]:
-            paths = list(paths_between(segment.kind, final, INT, FLOAT))
-            if not paths:
-                continue
-            inexact: set[KeyPath] = set()
-            with pq.ParquetFile(str(segment.path), buffer_size=_COPY_CHUNK) as parquet:
-                columns = sorted({str(path[0]) for path in paths})
-                for batch in parquet.iter_batches(batch_size=_READ_ROWS, columns=columns, use_threads=False):
-                    for path in paths:
-                        if path not in inexact and not exact_as_double(batch.column(str(path[0])), path[1:]):
-                            inexact.add(path)
-            for path in inexact:
-                self.columns_widened.append(f"{path_name(path)}: float -> text")
-            final = _replaced(final, sorted(inexact, key=path_name), TEXT)
+        """The last segment's kind, with the exactness check of ``exact_kind``."""
+        final, widened = exact_kind(
+            [(segment.kind, _column_reader(segment.path)) for segment in self._done[:-1]], self._done[-1].kind
+        )
+        self.columns_widened.extend(widened)
         return final
 
-    def _row_groups(self, where: Any, schema: Any, *, background: bool = True) -> _RowGroups:
+    def _row_groups(self, where: Any, schema: Any, *, background: bool = True) -> RowGroups:
         # A thread only pays when a second core can run it: on one core its GIL hand-offs with the event
         # loop cost more than the overlap gains (200k orders: 2.2 s with it, 1.8 s without, one core).
         background = background and _cores() > 1
         if self._pool is None and background:
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet-writer")
-        return _RowGroups(
+        return RowGroups(
             where,
             schema,
             rows=self._row_group_rows,
@@ -511,6 +485,64 @@ class ParquetWriter:
         self._committed = 0
 
 
+def widen_and_convert(converter: Converter, records: list[dict[str, Any]]) -> tuple[Converter, Any]:
+    """Convert ``records`` with ``converter``'s kind, widened first until it holds them; the converter of
+    the kind used (``converter`` itself when nothing had to change) and the record batch."""
+    kind = unify(converter.kind, infer(records))
+    assert isinstance(kind, Struct)
+    # Each failed try turns at least one field into TEXT or one date-time leaf into STRING.
+    for _ in range(len(kind.fields) + sum(1 for _ in leaf_paths(kind, _TEMPORAL)) + 2):
+        wider = converter if kind == converter.kind else Converter(kind)
+        try:
+            array = wider.ingest(records)
+        except CONVERSION_ERRORS as exc:
+            # Only pyarrow's own limits get here (e.g. an int a double cannot hold exactly).
+            bad = wider.bad_fields(records)
+            if not bad:
+                raise ExportError(f"internal error: cannot convert orders to Parquet: {exc}") from exc
+            kind = _replaced(kind, [(name,) for name in bad], TEXT)
+            continue
+        try:
+            return wider, wider.finish(array)
+        except CONVERSION_ERRORS as exc:  # a string the date-time parser of Arrow does not take
+            paths = wider.bad_temporal_paths(array)
+            if not paths:
+                raise ExportError(f"internal error: cannot convert orders to Parquet: {exc}") from exc
+            kind = _replaced(kind, paths, STRING)
+    raise ExportError("internal error: could not find a Parquet schema for a batch of orders")
+
+
+# Reads the named top-level columns of a stored file, a batch at a time.
+ColumnReader = Callable[[list[str]], Iterator[Any]]
+
+
+def exact_kind(stored: list[tuple[Struct, ColumnReader]], final: Struct) -> tuple[Struct, list[str]]:
+    """``final``, except int columns widened to double where a file of an earlier kind holds an int a
+    double cannot hold exactly: those become TEXT (a pass over just those columns). Also the widenings
+    made, as ``"path: float -> text"``."""
+    notes: list[str] = []
+    for kind, read in stored:
+        paths = list(paths_between(kind, final, INT, FLOAT))
+        if not paths:
+            continue
+        inexact: set[KeyPath] = set()
+        for batch in read(sorted({str(path[0]) for path in paths})):
+            for path in paths:
+                if path not in inexact and not exact_as_double(batch.column(str(path[0])), path[1:]):
+                    inexact.add(path)
+        notes.extend(f"{path_name(path)}: float -> text" for path in sorted(inexact, key=path_name))
+        final = _replaced(final, sorted(inexact, key=path_name), TEXT)
+    return final, notes
+
+
+def _column_reader(path: Path) -> ColumnReader:
+    def read(columns: list[str]) -> Iterator[Any]:
+        with pq.ParquetFile(str(path), buffer_size=_COPY_CHUNK) as parquet:
+            yield from parquet.iter_batches(batch_size=_READ_ROWS, columns=columns, use_threads=False)
+
+    return read
+
+
 def _position(stream: BinaryIO) -> int:
     try:
         return stream.tell()
@@ -518,4 +550,4 @@ def _position(stream: BinaryIO) -> int:
         return 0
 
 
-__all__ = ["ParquetWriter", "schema_of"]
+__all__ = ["ParquetWriter", "RowGroups", "exact_kind", "schema_of", "widen_and_convert"]

@@ -90,7 +90,7 @@ _READ_ROWS = 10_000
 _TEMPORAL = frozenset({TIMESTAMP, DATE})
 
 
-def _cores() -> int:
+def cores() -> int:
     """The CPUs this process may run on."""
     try:
         return len(os.sched_getaffinity(0))
@@ -98,7 +98,7 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
-def _lean_memory_pool() -> None:
+def lean_memory_pool() -> None:
     """Use jemalloc for Arrow memory unless the user chose a pool (``ARROW_DEFAULT_MEMORY_POOL``).
 
     With a row group encoded on another thread, mimalloc (pyarrow's default) kept about 50 MB more RSS
@@ -208,7 +208,7 @@ class ParquetWriter:
     ) -> None:
         if scratch_dir is None:
             raise UsageError("Parquet cannot be streamed to stdout: write it to a file, or use -f jsonl/csv")
-        _lean_memory_pool()
+        lean_memory_pool()
         self.columns_added: list[str] = []
         self.columns_widened: list[str] = []
         self.orders = 0
@@ -447,7 +447,7 @@ class ParquetWriter:
     def _row_groups(self, where: Any, schema: Any, *, background: bool = True) -> RowGroups:
         # A thread only pays when a second core can run it: on one core its GIL hand-offs with the event
         # loop cost more than the overlap gains (200k orders: 2.2 s with it, 1.8 s without, one core).
-        background = background and _cores() > 1
+        background = background and cores() > 1
         if self._pool is None and background:
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet-writer")
         return RowGroups(
@@ -550,4 +550,12 @@ def _position(stream: BinaryIO) -> int:
         return 0
 
 
-__all__ = ["ParquetWriter", "RowGroups", "exact_kind", "schema_of", "widen_and_convert"]
+__all__ = [
+    "ParquetWriter",
+    "RowGroups",
+    "cores",
+    "exact_kind",
+    "lean_memory_pool",
+    "schema_of",
+    "widen_and_convert",
+]

@@ -1,9 +1,10 @@
 """What ``--resume`` needs: a small JSON file beside the partial output, replaced atomically at each commit.
 
 A checkpoint says which export made it (the fingerprint: everything that changes what the output holds),
-where the walk stood (the next planned offset, the ids of the last page taken, the counters), and what the
-writer needs to continue its file (bytes committed, columns, segments). It holds no secret: credentials
-are not part of the fingerprint, and ids are the only data it keeps.
+where the walk stood (the next planned offset, the ids of the last page taken, the counters; for a shard,
+which one and its anchor), and what the writer needs to continue its file (bytes committed, columns,
+segments). It holds no secret: credentials are not part of the fingerprint, and ids are the only data it
+keeps.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ class WalkState:
     proven: bool
     drift_seen: bool
     counters: dict[str, Any] = field(default_factory=dict)
+    shard: str | None = None  # "K/N" when the walk covers one shard's slice of the plan (--shard)
+    head: Any = None  # a shard's anchor: the id of its slice's first order, which the shard before writes
 
 
 @dataclass
@@ -75,14 +78,26 @@ def save(path: Path, checkpoint: Checkpoint) -> None:
 def load(path: Path, fingerprint: dict[str, Any]) -> Checkpoint:
     """The checkpoint at ``path``, refused unless it was made by an export with this ``fingerprint``."""
     try:
-        checkpoint = Checkpoint.from_bytes(path.read_bytes())
+        data = path.read_bytes()
     except FileNotFoundError:
         raise UsageError(
             f"--resume: no checkpoint at {path}: nothing to resume; run without --resume to start"
         ) from None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except OSError as exc:
         raise UsageError(
             f"--resume: the checkpoint {path} cannot be read ({exc}); run without --resume"
+        ) from exc
+    return parse_checkpoint(data, fingerprint, str(path))
+
+
+def parse_checkpoint(data: bytes, fingerprint: dict[str, Any], where: str) -> Checkpoint:
+    """The checkpoint in ``data`` (read from ``where``, for the messages), refused unless it was made by an
+    export with this ``fingerprint``."""
+    try:
+        checkpoint = Checkpoint.from_bytes(data)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UsageError(
+            f"--resume: the checkpoint {where} cannot be read ({exc}); run without --resume"
         ) from exc
     differ = sorted(
         k

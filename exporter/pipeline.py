@@ -15,6 +15,12 @@ and either writes what lies between them and the page, or finds that the page wa
 them and adds nothing. Past the planned pages it follows the collection while pages come back full.
 Duplicates that offset paging lets through are dropped by id within a bounded horizon of recent ids. At
 the end the total is read again and ``plan.reconcile`` decides.
+
+A shard (``--shard K/N``) reads the first page for the plan only, then walks its slice of the pages the same
+way (see ``plan.ShardSlice``): a slice after the first one takes its first page's first order as the anchor
+the page links to, without writing it; only the last slice follows the tail. ``plan.reconcile_shard``
+decides for the slice, and the shard's edges (``plan.ShardEdges``: in the returned verdict and in
+``Counters.shard``) let ``plan.join_shards`` prove that the shards join.
 """
 
 from __future__ import annotations
@@ -27,16 +33,21 @@ from typing import Any
 import anyio
 
 from exporter.checkpoint import WalkState
-from exporter.errors import ExportError, IncompleteExport
+from exporter.errors import ExportError, IncompleteExport, UsageError
 from exporter.fetch import Fetcher
 from exporter.plan import (
+    WHOLE,
     Plan,
+    Shard,
+    ShardEdges,
+    ShardSlice,
     Verdict,
     continuation,
     first_position,
     last_position,
     plan_from_first_page,
     reconcile,
+    reconcile_shard,
 )
 from exporter.report import Counters
 from exporter.responses import RawPage
@@ -132,7 +143,10 @@ class _Walk:
         self.ended = False  # the last page or window came back short: the end of the collection
         self.proven = plan.overlaps  # every link checked so far (ids present, pages overlapping)
         self.drift_seen = False
-        self.next_offset: int | None = None  # the next planned page to take; None past the plan
+        self.next_offset: int | None = None  # the next planned page to take; None past the plan (or slice)
+        self.shard: Shard | None = None  # the shard whose slice this walk covers; None: the whole plan
+        self.anchor_pending = False  # the next page taken starts a shard's slice: its first order anchors
+        self.head: Any = None  # the id of that anchor, once taken
 
     def state(self) -> WalkState:
         """Where the walk stands, for a checkpoint."""
@@ -146,6 +160,8 @@ class _Walk:
             proven=self.proven,
             drift_seen=self.drift_seen,
             counters={name: getattr(self._counters, name) for name in RESUMED_COUNTERS},
+            shard=None if self.shard is None else str(self.shard),
+            head=self.head,
         )
 
     def restore(self, state: WalkState) -> None:
@@ -156,6 +172,7 @@ class _Walk:
         self.proven = state.proven
         self.drift_seen = state.drift_seen
         self.next_offset = state.next_offset
+        self.head = state.head
         for name, value in state.counters.items():
             if name in RESUMED_COUNTERS:
                 setattr(self._counters, name, value)
@@ -166,6 +183,17 @@ class _Walk:
         """Take the page fetched at ``offset``."""
         ids = order_ids(items)
         new, new_ids = items, ids
+        if self.anchor_pending:
+            # A shard's first page: its first order is the previous shard's last, which that shard writes;
+            # here it stands for the previous page of the link check.
+            self.anchor_pending = False
+            new, new_ids = items[1:], ids[1:]
+            self.head = ids[0] if ids else None
+            if self.head is None:
+                self.proven = False  # nothing to link to: the slice's start cannot be shown
+            else:
+                self.previous, self.last_offset = ids[:1], offset
+                self._recent.remember(self.previous)
         if not self.proven or None in ids:
             self.proven = False
         elif self.previous is not None:
@@ -313,29 +341,46 @@ async def run_pipeline(
     filtered: bool,
     resume: WalkState | None = None,
     on_page: OnPage | None = None,
+    shard: Shard | None = None,
 ) -> Verdict:
     """Fetch every page, hand the new orders to ``deliver`` in API order, and reconcile. ``on_page`` hears
-    the walk's state after each page (for checkpoints); ``resume`` continues from such a state."""
+    the walk's state after each page (for checkpoints); ``resume`` continues from such a state. ``shard``:
+    walk only that shard's slice of the pages; the verdict is the slice's, with the shard's edges (also left
+    in ``counters.shard``)."""
     report_state = on_page or _ignore
     if resume is None:
         first = await fetcher.page(0, page_size, need_total=True)
         assert first.total is not None
         plan = plan_from_first_page(page_size, len(first.items), first.total)
+        part = plan.shard_slice(shard or WHOLE)
         walk = _Walk(fetcher, plan, deliver, counters, dedupe_horizon)
-        offsets = plan.offsets()
-        await walk.accept(0, first.items)
+        walk.shard = shard
+        offsets = part.offsets()
+        if part.first:
+            await walk.accept(0, first.items)
+            offsets = offsets[1:]
+        walk.anchor_pending = part.anchored
         walk.next_offset = offsets.start if offsets else None
         await report_state(walk.state)
     else:
         plan = Plan(total=resume.total_first, page_size=resume.page_size)
+        if resume.shard != (None if shard is None else str(shard)):
+            raise UsageError(
+                f"--resume: the checkpoint was made by {_shard_name(resume.shard)}, not by "
+                f"{_shard_name(shard)}: resume with the same --shard"
+            )
+        part = plan.shard_slice(shard or WHOLE)
         walk = _Walk(fetcher, plan, deliver, counters, dedupe_horizon)
+        walk.shard = shard
         walk.restore(resume)
-        planned = plan.offsets()
+        planned = part.offsets()
         start = resume.next_offset if resume.next_offset is not None else planned.stop
         offsets = range(start, planned.stop, planned.step)
+        # Stopped before the slice's first page was taken: its anchor is still to come.
+        walk.anchor_pending = part.anchored and start == planned.start
     counters.total_first = plan.total
     counters.page_size = plan.page_size
-    counters.pages_planned = plan.pages
+    counters.pages_planned = part.pages
 
     async def fetch(offset: int) -> RawPage:
         return await fetcher.raw_page(offset, plan.page_size)
@@ -349,16 +394,23 @@ async def run_pipeline(
         await report_state(walk.state)
 
     await _fan_out(offsets, fetch, take, concurrency=concurrency, window=window)
-    await walk.follow_tail(max(100, plan.pages), report_state)
+    if part.last:
+        await walk.follow_tail(max(100, plan.pages), report_state)
 
     total_last = (await fetcher.page(0, 1, need_total=True)).total
     assert total_last is not None
     counters.total_last = total_last
     written = counters.orders_written
+    counters.drift_seen = walk.drift_seen or total_last != plan.total
+    if shard is not None:
+        verdict = reconcile_shard(
+            part, total_last=total_last, written=written, chain_proven=walk.proven, drift_seen=walk.drift_seen
+        )
+        counters.shard = _edges(shard, part, walk, total_last, written, verdict)
+        return Verdict(verdict.complete, verdict.reason, counters.shard)
     ignores_filters = False
     if filtered and walk.proven and counters.total_last == plan.total and written < plan.total:
         ignores_filters = (await fetcher.page(0, 1, filtered=False, need_total=True)).total == plan.total
-    counters.drift_seen = walk.drift_seen or total_last != plan.total
     return reconcile(
         total_first=plan.total,
         total_last=total_last,
@@ -367,6 +419,36 @@ async def run_pipeline(
         drift_seen=walk.drift_seen,
         total_ignores_filters=ignores_filters,
     )
+
+
+def _edges(
+    shard: Shard, part: ShardSlice, walk: _Walk, total_last: int, written: int, verdict: Verdict
+) -> ShardEdges:
+    """What ``plan.join_shards`` needs of this shard's run."""
+    offsets = part.offsets()
+    return ShardEdges(
+        shard=shard,
+        plan_pages=part.plan.pages,
+        first_page=part.first_page,
+        stop_page=part.stop_page,
+        first_offset=offsets[0] if offsets else None,
+        last_offset=offsets[-1] if offsets else None,
+        head=walk.head,
+        # The last order of its chain: the next shard's anchor, if nothing moved in between.
+        tail=walk.previous[-1] if walk.previous and not part.last else None,
+        total_first=part.plan.total,
+        total_last=total_last,
+        page_size=part.plan.page_size,
+        written=written,
+        proven=walk.proven,
+        drift_seen=walk.drift_seen,
+        complete=verdict.complete,
+        reason=verdict.reason,
+    )
+
+
+def _shard_name(shard: Shard | str | None) -> str:
+    return "an unsharded export" if shard is None else f"shard {shard}"
 
 
 async def _ignore(state: Callable[[], WalkState]) -> None:

@@ -8,12 +8,25 @@ page's last order proves that nothing slipped between them, even while orders ar
 (offsets shift, but the relative order of the orders that stay does not). A page that does not link is
 bridged by the pipeline, and the last page must come back short (the end of the collection). At the end,
 ``reconcile`` weighs that chain and the counts; it never calls a shortfall it cannot explain complete.
+
+Shards (``--shard K/N``): N processes each walk one contiguous slice of the plan's pages, pages
+[K*pages//N, (K+1)*pages//N). The first order of a slice that does not start at page 0 is the last order of
+the slice before (the overlap): that shard writes it, and here it is only the *anchor* the slice's first
+page links to. Only the last slice follows the collection past the plan. Each shard proves its own chain
+(``reconcile_shard``) and reports its edges (``ShardEdges``): the anchor's id (``head``) and the id of the
+last order it wrote (``tail``). ``join_shards`` then proves the whole: consecutive shards join when one's
+tail is the next one's head, so the chains make one chain from the first order to the end, whatever moved
+between the shards' runs; the counts are checked as ``reconcile`` checks them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Container, Sequence
-from dataclasses import dataclass
+from collections.abc import Container, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from itertools import pairwise
+from typing import Any
+
+from exporter.errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -43,6 +56,93 @@ class Plan:
     @property
     def pages(self) -> int:
         return 1 + len(self.offsets())
+
+    def shard_slice(self, shard: Shard) -> ShardSlice:
+        """The pages of this plan that ``shard`` walks."""
+        return ShardSlice(
+            plan=self,
+            first_page=shard.index * self.pages // shard.count,
+            stop_page=(shard.index + 1) * self.pages // shard.count,
+        )
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Shard ``index`` of ``count`` (``--shard K/N``): one of ``count`` disjoint slices of the plan."""
+
+    index: int
+    count: int
+
+    def __post_init__(self) -> None:
+        if self.count < 1 or not 0 <= self.index < self.count:
+            raise UsageError(
+                f"--shard {self.index}/{self.count}: K/N needs N >= 1 and K from 0 to N-1 (e.g. 0/4 to 3/4)"
+            )
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        """The shard that ``text`` ("K/N") names."""
+        index, _, count = text.partition("/")
+        try:
+            return cls(int(index), int(count))
+        except ValueError:
+            raise UsageError(
+                f"--shard {text!r}: expected K/N, two whole numbers such as 0/4 (shard K of N, K from 0 "
+                "to N-1)"
+            ) from None
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+WHOLE = Shard(0, 1)  # the one slice that is the whole plan
+
+
+@dataclass(frozen=True)
+class ShardSlice:
+    """The contiguous pages [``first_page``, ``stop_page``) of ``plan`` that one shard walks (page ``i`` is
+    at offset ``i * step``); empty when there are more shards than pages."""
+
+    plan: Plan
+    first_page: int
+    stop_page: int
+
+    @property
+    def pages(self) -> int:
+        return self.stop_page - self.first_page
+
+    @property
+    def empty(self) -> bool:
+        return self.pages == 0
+
+    @property
+    def first(self) -> bool:
+        """It holds page 0, which no order comes before."""
+        return self.first_page == 0 and not self.empty
+
+    @property
+    def last(self) -> bool:
+        """It holds the plan's last page: it follows the collection past the plan, to its end."""
+        return self.stop_page == self.plan.pages
+
+    @property
+    def anchored(self) -> bool:
+        """Its first page's first order is the previous slice's last: not written here, only linked to."""
+        return not self.empty and self.first_page > 0 and self.plan.overlaps
+
+    def offsets(self) -> range:
+        """The offsets of its pages."""
+        step = self.plan.step
+        return range(self.first_page * step, self.stop_page * step, step)
+
+    def positions(self) -> range:
+        """The positions of the orders it writes if the plan's total holds (the last slice: to the end)."""
+        if self.empty:
+            return range(0)
+        start = self.first_page * self.plan.step + (1 if self.anchored else 0)
+        if self.last:
+            return range(start, self.plan.total)
+        return range(start, (self.stop_page - 1) * self.plan.step + self.plan.page_size)
 
 
 def plan_from_first_page(requested: int, first_count: int, total: int) -> Plan:
@@ -88,10 +188,11 @@ def first_position(ids: Sequence[object], wanted: Container[object], start: int)
 
 @dataclass(frozen=True)
 class Verdict:
-    """Whether the export is complete, and why."""
+    """Whether the export is complete, and why; for a shard's run, also its edges (see ``join_shards``)."""
 
     complete: bool
     reason: str
+    edges: ShardEdges | None = None
 
 
 def reconcile(
@@ -142,4 +243,164 @@ def reconcile(
         False,
         f"{written} orders written but the API counts {total_first} (start) and {total_last} (end): "
         "the pages do not add up",
+    )
+
+
+def reconcile_shard(
+    part: ShardSlice, *, total_last: int, written: int, chain_proven: bool, drift_seen: bool
+) -> Verdict:
+    """Decide whether ``written`` unique orders make ``part`` complete: ``reconcile`` for one slice.
+
+    The slice should hold the orders of its positions (without its anchor; the last slice to the end of the
+    collection). An exact count while the total held, or a proven chain while the collection moved, is
+    complete; the joins with the neighbouring slices are ``join_shards``'s to prove."""
+    plan = part.plan
+    if part.empty:
+        return Verdict(True, f"no page of the plan's {plan.pages} falls to this shard: nothing to write")
+    positions = part.positions()
+    expected = len(positions)
+    where = f"positions {positions.start} to {positions.stop - 1}" if expected else "no position"
+    moved = total_last != plan.total
+    if written == expected and not moved:
+        return Verdict(True, f"all {expected} orders of the slice ({where}) were written")
+    if chain_proven and (drift_seen or moved):
+        return Verdict(
+            True,
+            f"{written} orders written while the collection moved (total {plan.total} at the start, "
+            f"{total_last} at the end); every page of the slice was linked to the next",
+        )
+    if written < expected:
+        return Verdict(
+            False,
+            f"{expected - written} orders missing: {written} written but the slice holds {expected} "
+            f"({where}; total {plan.total} at the start, {total_last} at the end)",
+        )
+    return Verdict(
+        False,
+        f"{written} orders written but the slice holds {expected} ({where}; total {plan.total} at the start, "
+        f"{total_last} at the end): the pages do not add up",
+    )
+
+
+@dataclass(frozen=True)
+class ShardEdges:
+    """What one shard's run tells ``join_shards``: its slice, the ids at its two ends, its counts and its
+    own verdict. JSON-ready through ``to_json``/``from_json``."""
+
+    shard: Shard
+    plan_pages: int
+    first_page: int  # its slice: pages [first_page, stop_page) of the plan it made
+    stop_page: int
+    first_offset: int | None  # offsets of the slice's first and last pages; None for an empty slice
+    last_offset: int | None
+    head: Any  # id of the anchor, the slice's first order as fetched; None for the first slice or no anchor
+    tail: Any  # id of the last order written; None for the last shard or an empty slice
+    total_first: int
+    total_last: int
+    page_size: int
+    written: int
+    proven: bool  # every page of the slice linked to the one before
+    drift_seen: bool
+    complete: bool  # its own verdict (``reconcile_shard``)
+    reason: str
+
+    @property
+    def empty(self) -> bool:
+        return self.stop_page == self.first_page
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON object of the edges (the shard as "K/N")."""
+        return {**asdict(self), "shard": str(self.shard)}
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> ShardEdges:
+        """The edges ``to_json`` gave."""
+        return cls(**{**raw, "shard": Shard.parse(raw["shard"])})
+
+
+def join_shards(edges: Sequence[ShardEdges]) -> Verdict:
+    """Whether the shards' outputs, concatenated in shard order, make one complete export.
+
+    Every shard's own verdict must be complete; the first shard with pages must start at page 0; each shard
+    with pages must begin where the one before ended (its head is the previous one's tail: its first page
+    linked to the last order that shard wrote). Then the counts: all orders the API counts (one total
+    throughout), or, when the collection moved, every shard's chain proven. A join that ids cannot show
+    (orders without ids, pages of one order) is accepted only with the exact count."""
+    if not edges:
+        return Verdict(False, "no shard to join: give the edges of every shard, 0/N to N-1/N")
+    count = len(edges)
+    for position, edge in enumerate(edges):
+        if edge.shard != Shard(position, count):
+            return Verdict(
+                False,
+                f"expected the edges of shards 0/{count} to {count - 1}/{count} in order, got shard "
+                f"{edge.shard} at place {position}: give every shard of one sharded export, in shard order",
+            )
+    for edge in edges:
+        if not edge.complete:
+            return Verdict(False, f"shard {edge.shard} is not complete: {edge.reason}")
+    if edges[-1].empty:
+        return Verdict(
+            False,
+            f"the last shard, {edges[-1].shard}, has no page: nothing reached the end of the collection; "
+            "give the edges of one sharded export",
+        )
+    filled = [edge for edge in edges if not edge.empty]
+    if filled[0].first_page != 0:
+        return Verdict(
+            False,
+            f"no shard wrote the first page: shard {filled[0].shard}, the first with pages, starts at page "
+            f"{filled[0].first_page} (the shards planned with different totals); run the shards again",
+        )
+    unproven: tuple[ShardEdges, ShardEdges] | None = None
+    for before, after in pairwise(filled):
+        if before.tail is not None and before.tail == after.head:
+            continue
+        if before.tail is None or after.head is None:
+            unproven = unproven or (before, after)
+            continue
+        return Verdict(
+            False,
+            f"shards {before.shard.index} and {after.shard.index} do not join: shard {before.shard.index} "
+            f"ended with order {before.tail!r} (page at offset {before.last_offset}, total "
+            f"{before.total_first}) but shard {after.shard.index} started after order {after.head!r} (offset "
+            f"{after.first_offset}, total {after.total_first}): the collection moved between their runs; "
+            "run the shards again",
+        )
+    total = edges[0].total_first
+    totals = sorted({edge.total_first for edge in edges} | {edge.total_last for edge in edges})
+    written = sum(edge.written for edge in edges)
+    steady = totals == [total]
+    if steady and written == total:
+        how = "" if unproven is None else " (no ids at the joins: they were checked by count only)"
+        return Verdict(True, f"all {total} orders the API counts were written by the {count} shards{how}")
+    if unproven is not None:
+        before, after = unproven
+        return Verdict(
+            False,
+            f"shards {before.shard.index} and {after.shard.index} cannot be shown to join (no id at the "
+            f"join: shard {before.shard.index} ended with {before.tail!r}, shard {after.shard.index} started "
+            f"after {after.head!r}) and the count does not prove it: {written} orders written, the API "
+            f"counts {', '.join(map(str, totals))}",
+        )
+    moved = not steady or any(edge.drift_seen for edge in edges)
+    if moved and all(edge.proven for edge in filled):
+        return Verdict(
+            True,
+            f"{written} orders written by the {count} shards while the collection moved (totals seen: "
+            f"{', '.join(map(str, totals))}); every page of every shard was linked to the next, and each "
+            "shard began at the order the one before ended with",
+        )
+    if not steady:
+        return Verdict(
+            False,
+            f"the shards saw different totals ({', '.join(map(str, totals))}) and not every shard's chain "
+            f"is proven: {written} orders written cannot be checked; run the shards again",
+        )
+    if written < total:
+        return Verdict(
+            False, f"{total - written} orders missing: the shards wrote {written} but the API counts {total}"
+        )
+    return Verdict(
+        False, f"the shards wrote {written} orders but the API counts {total}: their pages do not add up"
     )

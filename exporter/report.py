@@ -6,6 +6,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, TextIO
 
+from exporter.plan import ShardEdges
+
 
 @dataclass
 class Counters:
@@ -30,6 +32,7 @@ class Counters:
     rate_limited: int = 0
     token_refused: int = 0
     details_missing: int = 0
+    shard: ShardEdges | None = None  # a shard's edges (--shard), as in the verdict of its run
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -54,7 +57,8 @@ def build_report(
     wall = counters.elapsed()
     tallies = asdict(counters)
     tallies.pop("started")
-    return {
+    tallies.pop("shard")
+    report: dict[str, Any] = {
         "complete": complete,
         "reason": reason,
         "error": error,
@@ -85,18 +89,29 @@ def build_report(
         "orders_per_second": round(counters.orders_written / wall, 1) if wall > 0 else 0.0,
         "counters": tallies,
     }
+    if counters.shard is not None:
+        # What the shards' manifest joins: this shard's slice, the ids at its ends, its totals.
+        report["shard"] = counters.shard.to_json()
+    return report
 
 
 def summary_line(report: dict[str, Any]) -> str:
     """One line for the end of a run."""
     state = "complete" if report["complete"] else "INCOMPLETE"
-    return (
+    line = (
         f"{report['orders_written']:,} orders → {report['output']} ({report['format']}), {state}, "
         f"in {report['wall_seconds']:.1f} s ({report['orders_per_second']:,.0f} orders/s); "
         f"{report['requests']:,} requests, {report['retries']} retries, "
         f"{report['rate_limited']} rate-limited, "
         f"{report['duplicates_dropped']} duplicates dropped"
     )
+    dataset = report.get("dataset")
+    if dataset and report["complete"]:
+        shard = f"shard {dataset['shard']}: " if dataset["shard"] else ""
+        line += f"; {shard}{dataset['parts_written']} parts"
+        if dataset["manifest"] is None:
+            line += "; the manifest waits for the other shards"
+    return line
 
 
 def progress_line(counters: Counters) -> str:

@@ -24,6 +24,7 @@ from exporter.config import Credentials, ExportConfig, RetryPolicy, Timeouts
 from exporter.errors import ExportError, Interrupted, RequestRejected, UsageError
 from exporter.export import count, drain, export, get_orders
 from exporter.report import summary_line
+from exporter.storage import aws_secrets
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -265,12 +266,12 @@ def _call(
     in an event loop with its errors cleaned of the secrets."""
     _setup_logging(params["verbose"], params["quiet"], _secrets_of(params))
     config = _config(params, **extra)
-    return config, _run(functools.partial(operation, config), config.credentials.secrets())
+    return config, _run(functools.partial(operation, config), [*config.credentials.secrets(), *aws_secrets()])
 
 
 def _secrets_of(params: dict[str, Any]) -> list[str]:
     """Every secret the command may hold, read as the config would read it, for redaction."""
-    found = [params.get("client_secret") or "", params.get("api_key") or ""]
+    found = [params.get("client_secret") or "", params.get("api_key") or "", *aws_secrets()]
     for key in ("client_secret_file", "api_key_file"):
         path = params.get(key)
         if path and os.path.isfile(path):
@@ -314,6 +315,13 @@ def cli() -> None:
     show_default=True,
     help="Parquet: orders between commit points for --resume (smaller: less lost to a crash, more to merge).",
 )
+@click.option(
+    "--s3-endpoint",
+    metavar="URL",
+    default=None,
+    help="S3-compatible endpoint for -o s3://BUCKET/KEY, e.g. http://127.0.0.1:9000 "
+    "[default: env AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, else AWS].",
+)
 @connection_options
 def export_command(
     output: str,
@@ -323,6 +331,7 @@ def export_command(
     resume: bool,
     details: bool,
     commit_rows: int,
+    s3_endpoint: str | None,
     **params: Any,
 ) -> None:
     """Export every order matching the filters."""
@@ -336,6 +345,7 @@ def export_command(
         resume=resume,
         commit_rows=commit_rows,
         details=details,
+        s3_endpoint=s3_endpoint,
     )
     if not params["quiet"]:
         click.echo(summary_line(report), err=True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from exporter.errors import UsageError
+from exporter.partitions import parse_specs
+from exporter.plan import Shard
 
 LIST_PATH = "/ordering/b2b/v3/requests"
 TOKEN_PATH = "/oauth/v3/token"
@@ -69,6 +71,10 @@ class ExportConfig:
     resume: bool = False
     commit_rows: int = 500_000
     details: bool = False
+    s3_endpoint: str | None = None  # for s3:// outputs; None: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL or AWS
+    part_rows: int = 1_000_000
+    partition_by: tuple[str, ...] = ()
+    shard: Shard | None = None
 
     def __post_init__(self) -> None:
         if not self.base_url.startswith(("http://", "https://")):
@@ -87,10 +93,29 @@ class ExportConfig:
             if name in ("offset", "limit", "sort") or not name:
                 raise UsageError(f"--filter {name!r}: use --sort/--page-size, filters name order attributes")
         fmt = self.resolved_format
+        self._check_dataset(fmt)
         if fmt not in OUTPUT_FORMATS:
             raise UsageError(f"unknown format {fmt!r}: choose one of {', '.join(OUTPUT_FORMATS)}")
         if self.output == "-" and fmt == "parquet":
             raise UsageError("Parquet cannot be streamed to stdout: give -o FILE.parquet, or -f jsonl/csv")
+
+    @property
+    def is_dataset(self) -> bool:
+        """An output that ends with a slash is a dataset: Parquet part files and a manifest."""
+        return self.output.endswith("/")
+
+    def _check_dataset(self, fmt: str) -> None:
+        if self.part_rows < 1:
+            raise UsageError("--part-rows must be at least 1")
+        if self.is_dataset:
+            if fmt != "parquet":
+                raise UsageError(f"a dataset (-o ending with /) is written as Parquet, not {fmt}; drop -f")
+            parse_specs(self.partition_by)
+            return
+        if self.partition_by:
+            raise UsageError("--partition-by needs a dataset: end -o with / (e.g. -o out/ or s3://bucket/x/)")
+        if self.shard is not None and self.shard.count > 1:
+            raise UsageError("--shard needs a dataset all shards write into: end -o with /")
 
     @property
     def resolved_format(self) -> str:
@@ -99,6 +124,8 @@ class ExportConfig:
             return self.format
         if self.output == "-":
             return "jsonl"
+        if self.is_dataset:
+            return "parquet"
         for suffix, fmt in _SUFFIXES.items():
             if self.output.lower().endswith(suffix):
                 return fmt

@@ -13,20 +13,22 @@ import anyio
 import orjson
 
 from exporter.auth import TokenProvider
-from exporter.checkpoint import Checkpoint, WalkState, checkpoint_path
+from exporter.checkpoint import Checkpoint, WalkState
 from exporter.checkpoint import load as load_checkpoint
 from exporter.checkpoint import remove as remove_checkpoint
 from exporter.checkpoint import save as save_checkpoint
 from exporter.client import ApiClient
 from exporter.config import ExportConfig
+from exporter.dataset import DatasetOutput
 from exporter.details import with_details
 from exporter.errors import ExportError, IncompleteExport, Interrupted, RequestRejected, UsageError
 from exporter.fetch import Fetcher
 from exporter.pipeline import OnPage, Records, run_pipeline, task_group
-from exporter.plan import Verdict, plan_from_first_page
+from exporter.plan import Shard, Verdict, plan_from_first_page
 from exporter.ratelimit import RateLimiter
 from exporter.report import Counters, ProgressPrinter, build_report, progress_line
-from exporter.sinks import open_sink
+from exporter.sinks import checkpoint_path_for, open_sink
+from exporter.storage import is_object_url, open_store
 from exporter.writers import open_writer, resume_writer
 
 _PROGRESS_EVERY = 0.5
@@ -61,6 +63,7 @@ async def _pipeline(
     *,
     resume: WalkState | None = None,
     on_page: OnPage | None = None,
+    shard: Shard | None = None,
 ) -> Verdict:
     if config.details:
         deliver = with_details(deliver, fetcher, counters, config.concurrency)
@@ -75,6 +78,7 @@ async def _pipeline(
         filtered=bool(config.filters),
         resume=resume,
         on_page=on_page,
+        shard=shard,
     )
 
 
@@ -84,14 +88,16 @@ class _Output:
     def __init__(self, config: ExportConfig) -> None:
         self.format = config.resolved_format
         self.fingerprint = _fingerprint(config)
-        self.checkpoint_path = checkpoint_path(config.output) if config.output != "-" else None
+        if is_object_url(config.output):
+            self.fingerprint["output"] = config.output  # a URL: nothing to resolve against the working folder
+        self.checkpoint_path = checkpoint_path_for(config.output, s3_endpoint=config.s3_endpoint)
         self.resumed: Checkpoint | None = None
         if config.resume:
             if self.checkpoint_path is None:
                 raise UsageError("--resume needs an output file: stdout cannot be taken back or continued")
             self.resumed = load_checkpoint(self.checkpoint_path, self.fingerprint)
         # Before any request: an unwritable output fails here.
-        self.sink = open_sink(config.output, resume=config.resume)
+        self.sink = open_sink(config.output, resume=config.resume, s3_endpoint=config.s3_endpoint)
         if self.resumed is None and self.checkpoint_path is not None:
             # A fresh start: an earlier run's checkpoint must not outlive the partial file it described.
             remove_checkpoint(self.checkpoint_path)
@@ -153,7 +159,18 @@ class _Output:
         save_checkpoint(self.checkpoint_path, checkpoint)
         self._last_commit = time.monotonic()
 
-    def finish(self) -> None:
+    @property
+    def name(self) -> str:
+        return self.sink.name
+
+    @property
+    def columns_added(self) -> list[str]:
+        return self.writer.columns_added
+
+    def report_fields(self) -> dict[str, Any]:
+        return {}
+
+    def finish(self, verdict: Verdict, counters: Counters) -> None:
         self.writer.close()
         self.sink.commit()
         if self.checkpoint_path is not None:
@@ -188,50 +205,65 @@ async def export(config: ExportConfig) -> dict[str, Any]:
     A failure that another run may get past (interrupted, retries exhausted, credentials refused) leaves
     the partial output and a checkpoint beside it: the same call with ``resume=True`` continues it."""
     counters = Counters()
-    output = _Output(config)
+    output = _open_output(config)
     resume = output.resumed.walk if output.resumed is not None else None
     try:
         async with _fetcher(config, counters) as fetcher, task_group() as tg:
             if config.progress:
                 tg.start_soon(_show_progress, counters)
             verdict = await _pipeline(
-                config, fetcher, output.deliver, counters, resume=resume, on_page=output.on_page
+                config,
+                fetcher,
+                output.deliver,
+                counters,
+                resume=resume,
+                on_page=output.on_page,
+                shard=config.shard,
             )
             tg.cancel_scope.cancel()
         if not verdict.complete:
             # Found at the end: going on cannot help, only a new run can give a complete file.
             raise IncompleteExport(f"the export is not complete: {verdict.reason}", resumable=False)
-        output.finish()
+        output.finish(verdict, counters)
     except BaseException as exc:
         error = _settle(exc, output, counters)
         report = build_report(
             counters,
-            output=output.sink.name,
+            output=output.name,
             fmt=output.format,
             complete=False,
             reason=str(error),
             error=type(error).__name__,
-            columns_added=list(output.writer.columns_added),
+            columns_added=list(output.columns_added),
             resumed=resume is not None,
         )
+        report.update(output.report_fields())
         _write_report(config, report)
         if error is exc:
             raise
         raise error from exc
     report = build_report(
         counters,
-        output=output.sink.name,
+        output=output.name,
         fmt=output.format,
         complete=True,
         reason=verdict.reason,
-        columns_added=list(output.writer.columns_added),
+        columns_added=list(output.columns_added),
         resumed=resume is not None,
     )
+    report.update(output.report_fields())
     _write_report(config, report)
     return report
 
 
-def _settle(exc: BaseException, output: _Output, counters: Counters) -> BaseException:
+def _open_output(config: ExportConfig) -> _Output | DatasetOutput:
+    """The output ``-o`` names: a dataset when it ends with a slash, else one file (or stdout)."""
+    if config.is_dataset:
+        return DatasetOutput(config, open_store(config.output, s3_endpoint=config.s3_endpoint))
+    return _Output(config)
+
+
+def _settle(exc: BaseException, output: _Output | DatasetOutput, counters: Counters) -> BaseException:
     """Keep or drop the partial output after ``exc``; the error to raise instead (with how to resume)."""
     interrupted = isinstance(exc, KeyboardInterrupt | Interrupted) or _is_cancellation(exc)
     if isinstance(exc, UsageError) or (isinstance(exc, IncompleteExport) and not exc.resumable):

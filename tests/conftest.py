@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from exporter.config import Credentials, ExportConfig, RetryPolicy, Timeouts
+from tests.s3server import s3_server  # noqa: F401 -- the fixture, for every test module
 
 FORMATS = ("jsonl", "csv", "parquet")
 SUFFIX = {"jsonl": ".jsonl", "csv": ".csv", "parquet": ".parquet"}

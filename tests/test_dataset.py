@@ -1,0 +1,137 @@
+"""Datasets (``-o DIR/``): Parquet parts, Hive partitions, one schema, a manifest written last; read back
+with pyarrow.dataset and DuckDB and compared with the sandbox's own orders."""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import duckdb
+import orjson
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+import pytest
+
+from exporter.errors import UsageError
+from exporter.export import export
+from exporter.sandbox import SandboxConfig, SandboxThread
+from tests.conftest import export_config
+from tests.readback import same_value
+
+ORDERS = 6_000
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[Any]:
+    with SandboxThread(SandboxConfig(orders=ORDERS, seed=11, late_field_from=4_500)) as sb:
+        yield sb
+
+
+def run(sb: Any, out: str, **overrides: Any) -> dict[str, Any]:
+    settings: dict[str, Any] = {"page_size": 100, "concurrency": 8, "part_rows": 1_000}
+    settings.update(overrides)
+    return anyio.run(export, export_config(sb, out, **settings))
+
+
+def month(order: dict[str, Any]) -> str:
+    moment = dt.datetime.fromisoformat(order["createdAt"].replace("Z", "+00:00")).astimezone(dt.UTC)
+    return moment.strftime("%Y-%m")
+
+
+def manifest_of(root: Path) -> dict[str, Any]:
+    return orjson.loads((root / "_manifest.json").read_bytes())  # type: ignore[no-any-return]
+
+
+def test_a_partitioned_dataset_reads_back_exactly(sandbox: Any, tmp_path: Path) -> None:
+    root = tmp_path / "lake"
+    report = run(sandbox, f"{root}/", partition_by=("createdAt:month",))
+    assert report["complete"] is True
+    expected = {order["id"]: order for order in sandbox.expected_records()}
+    manifest = manifest_of(root)
+    assert manifest["complete"] is True
+    assert manifest["rows"] == ORDERS
+
+    # Every listed file is there, with its size and checksum; nothing else is a part.
+    listed = {entry["path"] for entry in manifest["files"]}
+    assert listed == {str(p.relative_to(root)) for p in root.rglob("*.parquet")}
+    for entry in manifest["files"]:
+        data = (root / entry["path"]).read_bytes()
+        assert len(data) == entry["bytes"]
+        assert hashlib.sha256(data).hexdigest() == entry["sha256"]
+        assert pq.read_metadata(root / entry["path"]).num_rows == entry["rows"]
+    # One schema for every part, the late field included.
+    schemas = {pq.read_schema(root / entry["path"]) for entry in manifest["files"]}
+    assert len(schemas) == 1
+    assert "satisfaction" in schemas.pop().names
+    assert [field["name"] for field in manifest["schema"]][-1] == "satisfaction"
+
+    table = pads.dataset(root, format="parquet", partitioning="hive").to_table()
+    rows = table.to_pylist()
+    assert sorted(row["id"] for row in rows) == sorted(expected)
+    for row in rows:
+        original = expected[row["id"]]
+        assert row["createdAt_month"] == month(original)
+        for name, value in original.items():
+            assert same_value(row[name], value), (row["id"], name)
+
+    counts = collections.Counter(month(order) for order in expected.values())
+    by_duckdb = duckdb.sql(
+        f"select createdAt_month, count(*) from read_parquet('{root}/**/*.parquet', hive_partitioning=true) "
+        "group by all"
+    ).fetchall()
+    assert dict(by_duckdb) == counts
+    assert {entry["partition"]["createdAt_month"] for entry in manifest["files"]} == set(counts)
+
+
+def test_an_unpartitioned_dataset_keeps_the_api_order(sandbox: Any, tmp_path: Path) -> None:
+    root = tmp_path / "plain"
+    run(sandbox, f"{root}/", part_rows=2_500)
+    manifest = manifest_of(root)
+    rows = [entry["rows"] for entry in manifest["files"]]
+    # Rolled at the first page boundary past 2,500 rows (pages bring 99 new orders: they overlap by one),
+    # and once more where the late field widens the schema.
+    assert rows[0] == 2_575
+    assert sum(rows) == ORDERS
+    ids = [
+        row["id"] for entry in manifest["files"] for row in pq.read_table(root / entry["path"]).to_pylist()
+    ]
+    assert ids == [order["id"] for order in sandbox.expected_records()]
+    assert manifest["parameters"]["part_rows"] == 2_500
+    assert manifest["totals"] == {"first": ORDERS, "last": ORDERS}
+    assert not [p for p in root.rglob("*") if p.name.startswith(".")], "no scratch file is left"
+
+
+def test_partition_by_a_plain_attribute_moves_it_to_the_path(sandbox: Any, tmp_path: Path) -> None:
+    root = tmp_path / "by-type"
+    run(sandbox, f"{root}/", partition_by=("type",))
+    expected = {order["id"]: order for order in sandbox.expected_records()}
+    for entry in manifest_of(root)["files"]:
+        assert "type" not in pq.read_schema(root / entry["path"]).names
+    rows = duckdb.sql(
+        f"select id, type from read_parquet('{root}/**/*.parquet', hive_partitioning=true)"
+    ).fetchall()
+    assert len(rows) == ORDERS
+    assert all(kind == expected[order_id]["type"] for order_id, kind in rows)
+
+
+def test_a_complete_dataset_is_never_written_into_again(sandbox: Any, tmp_path: Path) -> None:
+    root = tmp_path / "done"
+    run(sandbox, f"{root}/")
+    before = manifest_of(root)
+    with pytest.raises(UsageError, match="already holds a complete dataset"):
+        run(sandbox, f"{root}/")
+    assert manifest_of(root) == before
+
+
+def test_dataset_options_are_checked(sandbox: Any, tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="written as Parquet"):
+        export_config(sandbox, f"{tmp_path}/x/", format="csv")
+    with pytest.raises(UsageError, match="needs a dataset"):
+        export_config(sandbox, tmp_path / "x.parquet", partition_by=("type",))
+    with pytest.raises(UsageError, match="unknown transform"):
+        export_config(sandbox, f"{tmp_path}/x/", partition_by=("createdAt:week",))

@@ -23,6 +23,7 @@ import orjson
 from exporter.config import Credentials, ExportConfig, RetryPolicy, Timeouts
 from exporter.errors import ExportError, Interrupted, RequestRejected, UsageError
 from exporter.export import count, drain, export, get_orders
+from exporter.plan import Shard
 from exporter.report import summary_line
 from exporter.storage import aws_secrets
 
@@ -125,6 +126,25 @@ def _read_secret(value: str | None, path: str | None, what: str, env: str, flag:
     if value:
         return value
     raise UsageError(f"no {what}: set {env} or give {flag}")
+
+
+def _shard(text: str | None, count: int | None) -> Shard | None:
+    """``--shard K/N``, else ``--shards N`` with K from ``JOB_COMPLETION_INDEX``, else no shard."""
+    if text is not None:
+        shard = Shard.parse(text)
+        if count is not None and count != shard.count:
+            raise UsageError(f"--shard {text} and --shards {count} disagree on the number of shards")
+        return shard
+    if count is None:
+        return None
+    index = os.environ.get("JOB_COMPLETION_INDEX")
+    if index is None:
+        raise UsageError("--shards N needs --shard K/N or the environment variable JOB_COMPLETION_INDEX")
+    if not index.isdigit() or int(index) >= count:
+        raise UsageError(
+            f"JOB_COMPLETION_INDEX={index!r} is not a shard of --shards {count}: it must be 0 to {count - 1}"
+        )
+    return Shard(int(index), count)
 
 
 def _parse_filters(values: Sequence[str]) -> tuple[tuple[str, str], ...]:
@@ -287,7 +307,12 @@ def cli() -> None:
 
 
 @cli.command("export")
-@click.option("-o", "--output", required=True, help="Output file (.parquet, .csv, .jsonl) or - for stdout.")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    help="Output file (.parquet, .csv, .jsonl), - for stdout, s3://BUCKET/KEY, or a dataset: DIR/ or s3://BUCKET/PREFIX/.",
+)
 @click.option(
     "-f",
     "--format",
@@ -322,6 +347,32 @@ def cli() -> None:
     help="S3-compatible endpoint for -o s3://BUCKET/KEY, e.g. http://127.0.0.1:9000 "
     "[default: env AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, else AWS].",
 )
+@click.option(
+    "--part-rows",
+    type=click.IntRange(min=1),
+    default=1_000_000,
+    show_default=True,
+    help="Dataset (-o ending with /): orders per Parquet part; a part closes at the first page end past it.",
+)
+@click.option(
+    "--partition-by",
+    "partition_by",
+    metavar="ATTR[:year|month|day|hour]",
+    multiple=True,
+    help="Dataset: Hive folders by an attribute, e.g. type or createdAt:month; repeat to nest.",
+)
+@click.option(
+    "--shard",
+    metavar="K/N",
+    default=None,
+    help="Export the K-th (from 0) of N slices into the dataset; the N shards together make one export.",
+)
+@click.option(
+    "--shards",
+    type=click.IntRange(min=1),
+    default=None,
+    help="N shards, K from JOB_COMPLETION_INDEX (a Kubernetes Indexed Job) when --shard is not given.",
+)
 @connection_options
 def export_command(
     output: str,
@@ -332,6 +383,10 @@ def export_command(
     details: bool,
     commit_rows: int,
     s3_endpoint: str | None,
+    part_rows: int,
+    partition_by: tuple[str, ...],
+    shard: str | None,
+    shards: int | None,
     **params: Any,
 ) -> None:
     """Export every order matching the filters."""
@@ -346,6 +401,9 @@ def export_command(
         commit_rows=commit_rows,
         details=details,
         s3_endpoint=s3_endpoint,
+        part_rows=part_rows,
+        partition_by=partition_by,
+        shard=_shard(shard, shards),
     )
     if not params["quiet"]:
         click.echo(summary_line(report), err=True)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import re
 import shutil
 import tempfile
@@ -51,6 +52,7 @@ MANIFEST = "_manifest.json"
 STATE_DIR = "_orders-export"
 MANIFEST_VERSION = 1
 _READ_ROWS = 10_000
+_log = logging.getLogger(__name__)
 
 
 def parameters(config: ExportConfig) -> dict[str, Any]:
@@ -88,21 +90,21 @@ class DatasetOutput:
         self.manifest_written = False
         self.latest: Any = None
         self._unsaved = False
+        self._finished = False
         if store.get_bytes(MANIFEST) is not None:
             raise UsageError(
                 f"{store.uri} already holds a complete dataset ({MANIFEST}); remove it or choose another -o"
             )
         state: dict[str, Any] = {}
-        if config.resume:
-            data = store.get_bytes(self._checkpoint_name)
-            if data is None:
-                raise UsageError(
-                    f"--resume: no checkpoint in {store.uri_of(self._checkpoint_name)}: nothing to resume; "
-                    "run without --resume to start"
-                )
+        data = store.get_bytes(self._checkpoint_name) if config.resume else None
+        if data is not None:
             self.resumed = parse_checkpoint(data, self.fingerprint, store.uri_of(self._checkpoint_name))
             state = self.resumed.writer
             self.parts = _parts_of(state)
+        elif config.resume:
+            # Nothing committed yet (or this shard never ran): start it, so that one command serves both
+            # the first run and every restart of a scheduled job.
+            _log.info("--resume: no checkpoint for shard %s in %s; starting it", self.shard, store.uri)
         self._sweep()
         if self.resumed is None:
             store.delete(self._checkpoint_name)
@@ -162,10 +164,15 @@ class DatasetOutput:
         self.store.put_bytes(self._record_name, orjson.dumps(record))
         self.store.delete(self._checkpoint_name)
         self._cleanup()
+        # From here this shard's parts are the dataset's: a merge that fails keeps them (every shard
+        # must run again anyway, and each fresh run replaces its own).
+        self._finished = True
         self.manifest_written = merge(self.store, self.parameters, self.shard.count)
 
     def discard(self) -> None:
         """Give up: this shard's parts, checkpoint and scratch files go."""
+        if self._finished:
+            return
         self.writer.abort()
         self.parts = []
         self._sweep()
@@ -174,6 +181,8 @@ class DatasetOutput:
 
     def suspend(self) -> bool:
         """Stop, keeping what the last checkpoint lists (parts published after it are deleted)."""
+        if self._finished:
+            return True
         with contextlib.suppress(ExportError, OSError):
             self.commit(force=False)
         self.writer.abort()

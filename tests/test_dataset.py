@@ -17,8 +17,9 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
 
-from exporter.errors import UsageError
+from exporter.errors import IncompleteExport, UsageError
 from exporter.export import export
+from exporter.plan import Shard
 from exporter.sandbox import SandboxConfig, SandboxThread
 from tests.conftest import export_config
 from tests.readback import same_value
@@ -135,3 +136,34 @@ def test_dataset_options_are_checked(sandbox: Any, tmp_path: Path) -> None:
         export_config(sandbox, tmp_path / "x.parquet", partition_by=("type",))
     with pytest.raises(UsageError, match="unknown transform"):
         export_config(sandbox, f"{tmp_path}/x/", partition_by=("createdAt:week",))
+
+
+def test_shards_run_one_after_another_write_the_manifest_once_all_are_done(
+    sandbox: Any, tmp_path: Path
+) -> None:
+    root = tmp_path / "sharded"
+    reports = [run(sandbox, f"{root}/", shard=Shard(index, 3), partition_by=("type",)) for index in (2, 0, 1)]
+    assert [report["dataset"]["manifest"] for report in reports[:2]] == [None, None]
+    assert reports[2]["dataset"]["manifest"] == str(root / "_manifest.json")
+    manifest = manifest_of(root)
+    assert manifest["rows"] == ORDERS
+    assert sum(report["orders_written"] for report in reports) == ORDERS
+    ids = duckdb.sql(f"select id from read_parquet('{root}/**/*.parquet', hive_partitioning=true)").fetchall()
+    assert sorted(order_id for (order_id,) in ids) == sorted(sandbox.expected_ids())
+    # One schema, although only the last slice saw the late field: the others' parts were rewritten.
+    assert len({pq.read_schema(root / entry["path"]) for entry in manifest["files"]}) == 1
+
+
+def test_shards_of_different_exports_do_not_make_a_dataset(sandbox: Any, tmp_path: Path) -> None:
+    root = tmp_path / "mixed"
+    run(sandbox, f"{root}/", shard=Shard(0, 2), part_rows=1_000)
+    with pytest.raises(IncompleteExport, match="other parameters"):
+        run(sandbox, f"{root}/", shard=Shard(1, 2), part_rows=2_000)
+    assert not (root / "_manifest.json").exists()
+
+
+def test_resume_without_a_checkpoint_starts_the_export(sandbox: Any, tmp_path: Path) -> None:
+    root = tmp_path / "first-run"
+    report = run(sandbox, f"{root}/", resume=True)
+    assert report["complete"] is True
+    assert manifest_of(root)["rows"] == ORDERS

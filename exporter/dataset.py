@@ -100,7 +100,7 @@ class DatasetOutput:
         if data is not None:
             self.resumed = parse_checkpoint(data, self.fingerprint, store.uri_of(self._checkpoint_name))
             state = self.resumed.writer
-            self.parts = _parts_of(state)
+            self.parts = _parts_of(state, store.uri_of(self._checkpoint_name))
         elif config.resume:
             # Nothing committed yet (or this shard never ran): start it, so that one command serves both
             # the first run and every restart of a scheduled job.
@@ -109,18 +109,25 @@ class DatasetOutput:
         if self.resumed is None:
             store.delete(self._checkpoint_name)
             store.delete(self._record_name)
-        self._scratch = Path(tempfile.mkdtemp(prefix=".orders-export-", dir=store.local_root))
-        kind = state.get("kind")
+        self._scratch = _scratch_dir(store, tag)
+        try:
+            kind = _struct(state["kind"]) if state.get("kind") is not None else None
+            next_number, orders = int(state.get("next", 1)), int(state.get("orders", 0))
+            columns_added = [str(name) for name in state.get("columns_added", [])]
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise UsageError(
+                f"--resume: the checkpoint in {store.uri} cannot be read ({exc}); run without --resume"
+            ) from exc
         self.writer = PartsWriter(
             self._scratch,
             Partitioner(parse_specs(config.partition_by)),
             part_rows=config.part_rows,
             shard=self.shard.index,
-            kind=kind_from_json(kind) if kind is not None else None,  # type: ignore[arg-type]
-            next_number=state.get("next", 1),
-            orders=state.get("orders", 0),
+            kind=kind,
+            next_number=next_number,
+            orders=orders,
         )
-        self.writer.columns_added = list(state.get("columns_added", []))
+        self.writer.columns_added = columns_added
 
     @property
     def columns_added(self) -> list[str]:
@@ -191,7 +198,8 @@ class DatasetOutput:
             self.discard()
             return False
         with contextlib.suppress(ExportError, UsageError):
-            self.parts = _parts_of(parse_checkpoint(data, self.fingerprint, "").writer)
+            where = self.store.uri_of(self._checkpoint_name)
+            self.parts = _parts_of(parse_checkpoint(data, self.fingerprint, where).writer, where)
             self._sweep()
         self._cleanup()
         return True
@@ -253,6 +261,18 @@ class DatasetOutput:
         shutil.rmtree(self._scratch, ignore_errors=True)
 
 
+def _scratch_dir(store: Store, tag: str) -> Path:
+    """Where parts are written before they are published: in a local dataset, a hidden folder of its own
+    (a rename publishes them; a killed run's leftovers go when the same shard runs again); else a
+    temporary folder."""
+    if store.local_root is None:
+        return Path(tempfile.mkdtemp(prefix="orders-export-"))
+    scratch = store.local_root / f".orders-export-{tag}"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    return scratch
+
+
 def _edges_json(verdict: Verdict) -> dict[str, Any] | None:
     edges = getattr(verdict, "edges", None)
     return edges.to_json() if edges is not None else None
@@ -269,7 +289,8 @@ def _part_json(part: Part) -> dict[str, Any]:
     }
 
 
-def _parts_of(state: dict[str, Any]) -> list[Part]:
+def _parts_of(state: Any, where: str) -> list[Part]:
+    """The parts a checkpoint or a shard record lists; ``IncompleteExport`` naming ``where`` if malformed."""
     try:
         parts = [
             Part(
@@ -283,8 +304,9 @@ def _parts_of(state: dict[str, Any]) -> list[Part]:
             for entry in state["parts"]
         ]
     except (KeyError, TypeError, ValueError, RecursionError) as exc:
-        raise UsageError(
-            "--resume: the dataset checkpoint does not list its parts properly; run without --resume"
+        raise IncompleteExport(
+            f"{where} does not list its parts properly ({exc}); run that shard again without --resume",
+            resumable=False,
         ) from exc
     return parts
 
@@ -304,11 +326,18 @@ def merge(store: Store, params: dict[str, Any], count: int) -> bool:
     ``IncompleteExport`` when the shards are all there but do not add up."""
     records = []
     for index in range(count):
-        data = store.get_bytes(f"{STATE_DIR}/shard-{index}-of-{count}.json")
+        name = f"{STATE_DIR}/shard-{index}-of-{count}.json"
+        data = store.get_bytes(name)
         if data is None:
             return False
-        record = orjson.loads(data)
-        if record.get("parameters") != params:
+        try:
+            record = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise IncompleteExport(
+                f"the record {store.uri_of(name)} cannot be read ({exc}); run shard {index}/{count} again",
+                resumable=False,
+            ) from exc
+        if not isinstance(record, dict) or record.get("parameters") != params:
             raise IncompleteExport(
                 f"shard {index} of {count} in {store.uri} was exported with other parameters; "
                 "run every shard with the same options",
@@ -318,7 +347,13 @@ def merge(store: Store, params: dict[str, Any], count: int) -> bool:
     verdict = _joined(records)
     if not verdict.complete:
         raise IncompleteExport(f"the dataset is not complete: {verdict.reason}", resumable=False)
-    parts = [part for record in records for part in _parts_of(record["writer"])]
+    parts = [
+        part
+        for index, record in enumerate(records)
+        for part in _parts_of(
+            record.get("writer"), store.uri_of(f"{STATE_DIR}/shard-{index}-of-{count}.json")
+        )
+    ]
     final = _one_schema(store, parts)
     manifest = {
         "format": "orders-export dataset",
@@ -352,10 +387,15 @@ def params_keys(params: dict[str, Any]) -> list[str]:
 
 
 def _joined(records: list[dict[str, Any]]) -> Verdict:
-    if len(records) == 1:
-        verdict = records[0]["verdict"]
-        return Verdict(bool(verdict["complete"]), str(verdict["reason"]))
-    return join_shards([ShardEdges.from_json(record["edges"]) for record in records])
+    try:
+        if len(records) == 1:
+            verdict = records[0]["verdict"]
+            return Verdict(bool(verdict["complete"]), str(verdict["reason"]))
+        return join_shards([ShardEdges.from_json(record["edges"]) for record in records])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise IncompleteExport(
+            f"a shard's record does not say how it ended ({exc}); run the shards again", resumable=False
+        ) from exc
 
 
 def _one_schema(store: Store, parts: list[Part]) -> Struct | None:
@@ -369,7 +409,8 @@ def _one_schema(store: Store, parts: list[Part]) -> Struct | None:
         final = wider
     final, _ = exact_kind([(part.kind, _column_reader(store, part)) for part in parts], final)
     converter = Converter(final)
-    scratch = Path(tempfile.mkdtemp(prefix=".orders-export-", dir=store.local_root))
+    # Two shards may merge at once: each in a folder of its own.
+    scratch = Path(tempfile.mkdtemp(prefix=".orders-export-merge-", dir=store.local_root))
     try:
         for index, part in enumerate(parts):
             if part.kind != final:

@@ -221,3 +221,33 @@ def test_three_shard_processes_make_one_dataset(sandbox: Any, s3_server: S3Serve
         return counts
 
     assert per_partition(sharded) == per_partition(whole)
+
+
+def test_sigterm_on_a_local_dataset_keeps_the_committed_parts(
+    sandbox: Any, s3_server: S3Server, tmp_path: Path
+) -> None:
+    reference = run(sandbox, s3_server, f"{tmp_path}/ref/")
+    assert reference.returncode == 0, reference.stderr
+    out = tmp_path / "stopped"
+    proc = subprocess.Popen(
+        command(sandbox, s3_server, f"{out}/"), env=env(sandbox), stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 30
+    while not (out / "_orders-export" / "checkpoint-0-of-1.json").exists():
+        assert proc.poll() is None, f"ended before a commit: {proc.stderr.read() if proc.stderr else ''}"
+        assert time.monotonic() < deadline, "no checkpoint after 30 s"
+        time.sleep(0.05)
+    proc.terminate()
+    _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 130, err
+    assert "--resume" in err
+    assert len(err.strip().splitlines()) == 1
+    listed = orjson.loads((out / "_orders-export" / "checkpoint-0-of-1.json").read_bytes())["writer"]["parts"]
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.parquet")) == sorted(
+        entry["path"] for entry in listed
+    ), "exactly the committed parts are kept"
+
+    resumed = run(sandbox, s3_server, f"{out}/", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert (out / "_manifest.json").read_bytes() == (tmp_path / "ref" / "_manifest.json").read_bytes()
+    assert not [p for p in out.rglob("*") if p.name.startswith(".")], "no scratch folder is left"

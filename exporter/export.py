@@ -20,10 +20,10 @@ from exporter.checkpoint import save as save_checkpoint
 from exporter.client import ApiClient
 from exporter.config import ExportConfig
 from exporter.dataset import DatasetOutput
-from exporter.details import with_details
+from exporter.details import details_stage
 from exporter.errors import ExportError, IncompleteExport, Interrupted, RequestRejected, UsageError
 from exporter.fetch import Fetcher
-from exporter.pipeline import OnPage, Records, run_pipeline, task_group
+from exporter.pipeline import Deliver, OnPage, Records, run_pipeline, task_group
 from exporter.plan import Shard, Verdict, plan_from_first_page
 from exporter.ratelimit import RateLimiter
 from exporter.report import Counters, ProgressPrinter, build_report, progress_line
@@ -65,21 +65,31 @@ async def _pipeline(
     on_page: OnPage | None = None,
     shard: Shard | None = None,
 ) -> Verdict:
-    if config.details:
-        deliver = with_details(deliver, fetcher, counters, config.concurrency)
-    return await run_pipeline(
-        fetcher,
-        deliver,
-        counters,
-        page_size=config.page_size,
-        concurrency=config.concurrency,
-        window=config.window_pages,
-        dedupe_horizon=config.dedupe_horizon,
-        filtered=bool(config.filters),
-        resume=resume,
-        on_page=on_page,
-        shard=shard,
-    )
+    async def walk(deliver: Deliver, on_page: OnPage | None) -> Verdict:
+        return await run_pipeline(
+            fetcher,
+            deliver,
+            counters,
+            page_size=config.page_size,
+            concurrency=config.concurrency,
+            window=config.window_pages,
+            dedupe_horizon=config.dedupe_horizon,
+            filtered=bool(config.filters),
+            resume=resume,
+            on_page=on_page,
+            shard=shard,
+        )
+
+    if not config.details:
+        return await walk(deliver, on_page)
+    async with details_stage(
+        deliver, on_page or _no_checkpoint, fetcher, counters, concurrency=config.concurrency
+    ) as (details, checkpoints):
+        return await walk(details, checkpoints)
+
+
+async def _no_checkpoint(state: Callable[[], WalkState]) -> None:
+    return None
 
 
 class _Output:

@@ -168,3 +168,25 @@ def test_resume_with_nothing_to_resume_is_refused(sandbox: Any, tmp_path: Path) 
     result = export_run(sandbox, tmp_path / "o.jsonl", "--resume")
     assert result.returncode == 2
     assert "nothing to resume" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def small_sandbox() -> Iterator[Any]:
+    with SandboxThread(SandboxConfig(orders=1_500, latency=0.02, seed=8)) as sb:
+        yield sb
+
+
+def test_sigkill_with_details_resumes_to_every_detail_once(small_sandbox: Any, tmp_path: Path) -> None:
+    """--details fetches the next pages' details while a page's are still out: a checkpoint must still
+    never claim a page whose details were not written. kill -9, --resume: each detail exactly once."""
+    out = tmp_path / "details.jsonl"
+    options = ("--details", "--page-size", "20", "--concurrency", "8")
+    proc = start_and_wait_for_a_commit(small_sandbox, out, *options)
+    time.sleep(random.uniform(0.0, 1.0))
+    proc.kill()
+    proc.communicate()
+    resumed = export_run(small_sandbox, out, *options, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    written = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    assert [record["id"] for record in written] == small_sandbox.expected_ids()
+    assert all("history" in record for record in written)  # detail-only fields

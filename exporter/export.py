@@ -132,6 +132,7 @@ class _Output:
             raise
         self.latest: Callable[[], WalkState] | None = None
         self._last_commit = time.monotonic()
+        self._closing = False
 
     async def deliver(self, records: Records) -> None:
         self.writer.write(records)
@@ -181,6 +182,8 @@ class _Output:
         return {}
 
     def finish(self, verdict: Verdict, counters: Counters) -> None:
+        # Closing rewrites or merges what the checkpoints describe: from here a failure cannot be resumed.
+        self._closing = True
         self.writer.close()
         self.sink.commit()
         if self.checkpoint_path is not None:
@@ -194,6 +197,9 @@ class _Output:
 
     def suspend(self) -> bool:
         """Stop, keeping everything committed for ``--resume``; False when nothing could be kept."""
+        if self._closing:
+            self.discard()
+            return False
         try:
             kept = self.commit(force=True) or (
                 self.checkpoint_path is not None and self.checkpoint_path.exists()

@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 
 from exporter import export
+from exporter.errors import ExportError
 from exporter.sandbox import Sandbox, SandboxConfig
+from exporter.sinks import FileSink
 from tests.conftest import FORMATS, SUFFIX, export_config
 from tests.readback import assert_export_matches, read_csv, read_parquet
 
@@ -164,3 +166,23 @@ async def test_zero_orders_give_a_valid_empty_file(tmp_path: Path) -> None:
     assert report["complete"]
     assert report["orders_written"] == 0
     assert read_parquet(out) == []
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+async def test_a_failure_while_finishing_gives_no_resume_advice(
+    tmp_path: Path, fmt: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The output cannot be renamed into place at the very end: the merge or rewrite of close() has used
+    up what the checkpoints describe, so the error must not say --resume, and nothing is left behind."""
+
+    def refuse(self: FileSink) -> None:
+        raise ExportError(f"could not finish writing {self.name}: Read-only file system")
+
+    monkeypatch.setattr(FileSink, "commit", refuse)
+    out = tmp_path / f"orders{SUFFIX[fmt]}"
+    async with Sandbox(SandboxConfig(orders=3_000, seed=2)) as sb:
+        with pytest.raises(ExportError) as failure:
+            await export(export_config(sb, out, page_size=100, commit_rows=500))
+    assert "Read-only file system" in str(failure.value)
+    assert "--resume" not in str(failure.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

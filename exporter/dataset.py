@@ -367,7 +367,7 @@ def merge(store: Store, params: dict[str, Any], count: int) -> bool:
             for part in parts
         ],
         "schema": _schema_json(final),
-        "partitioning": {"flavor": "hive", "keys": params_keys(params)} if params["partition_by"] else None,
+        "partitioning": _partitioning(params),
         "shards": [
             {"shard": record["shard"][0], "orders": record["orders"], "totals": record["totals"]}
             for record in records
@@ -380,6 +380,24 @@ def merge(store: Store, params: dict[str, Any], count: int) -> bool:
     }
     store.put_bytes(MANIFEST, orjson.dumps(manifest, option=orjson.OPT_INDENT_2) + b"\n")
     return True
+
+
+def _partitioning(params: dict[str, Any]) -> dict[str, Any] | None:
+    keys = parse_specs(params["partition_by"])
+    if not keys:
+        return None
+    return {
+        "flavor": "hive",
+        "keys": [
+            {
+                "name": key.name,
+                "source": ".".join(key.source),
+                "transform": key.transform,
+                "in_files": not key.strips,
+            }
+            for key in keys
+        ],
+    }
 
 
 def params_keys(params: dict[str, Any]) -> list[str]:

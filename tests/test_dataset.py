@@ -56,6 +56,10 @@ def test_a_partitioned_dataset_reads_back_exactly(sandbox: Any, tmp_path: Path) 
     manifest = manifest_of(root)
     assert manifest["complete"] is True
     assert manifest["rows"] == ORDERS
+    assert manifest["partitioning"] == {
+        "flavor": "hive",
+        "keys": [{"name": "createdAt_month", "source": "createdAt", "transform": "month", "in_files": True}],
+    }
 
     # Every listed file is there, with its size and checksum; nothing else is a part.
     listed = {entry["path"] for entry in manifest["files"]}

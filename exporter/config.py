@@ -133,6 +133,18 @@ class ExportConfig:
             f"cannot tell the format of {self.output!r}: end it with .jsonl, .csv or .parquet, or give -f"
         )
 
+    def query_key(self) -> dict[str, object]:
+        """What decides which records an export writes and how: the API, the query, the format. No
+        credential. Checkpoints, shard records and manifests are matched by it."""
+        return {
+            "base_url": self.base_url.rstrip("/"),
+            "filters": [list(f) for f in self.filters],
+            "sort": self.sort,
+            "format": self.resolved_format,
+            "page_size": self.page_size,
+            "details": self.details,
+        }
+
     @property
     def resolved_token_url(self) -> str:
         return self.token_url or self.base_url.rstrip("/") + TOKEN_PATH

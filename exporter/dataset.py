@@ -58,12 +58,7 @@ _log = logging.getLogger(__name__)
 def parameters(config: ExportConfig) -> dict[str, Any]:
     """What makes two exports write the same dataset, without the shard and without any credential."""
     return {
-        "base_url": config.base_url.rstrip("/"),
-        "filters": [list(f) for f in config.filters],
-        "sort": config.sort,
-        "page_size": config.page_size,
-        "details": config.details,
-        "format": "parquet",
+        **config.query_key(),
         "part_rows": config.part_rows,
         "partition_by": list(config.partition_by),
         "shards": config.shard.count if config.shard else 1,

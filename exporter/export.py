@@ -307,12 +307,7 @@ def _is_cancellation(exc: BaseException) -> bool:
 def _fingerprint(config: ExportConfig) -> dict[str, Any]:
     """What makes two exports write the same file: the API, the query, the format. No credential."""
     return {
-        "base_url": config.base_url.rstrip("/"),
-        "filters": [list(f) for f in config.filters],
-        "sort": config.sort,
-        "format": config.resolved_format,
-        "page_size": config.page_size,
-        "details": config.details,
+        **config.query_key(),
         "output": str(Path(config.output).resolve()) if config.output != "-" else "-",
     }
 

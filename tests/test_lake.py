@@ -133,15 +133,16 @@ def test_a_killed_dataset_export_resumes_to_the_same_dataset(
     assert reference.returncode == 0, reference.stderr
 
     out = f"s3://{bucket}/killed/"
-    proc = subprocess.Popen(
-        command(sandbox, s3_server, out), env=env(sandbox), stderr=subprocess.PIPE, text=True
-    )
+    # Two requests in flight: the export lasts a couple of seconds, the kill comes well before its end.
+    slow = command(sandbox, s3_server, out, "--concurrency", "2")
+    proc = subprocess.Popen(slow, env=env(sandbox), stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30
     while "killed/_orders-export/checkpoint-0-of-1.json" not in s3_server.objects(bucket):
         assert proc.poll() is None, f"ended before a commit: {proc.stderr.read() if proc.stderr else ''}"
         assert time.monotonic() < deadline, "no checkpoint after 30 s"
         time.sleep(0.05)
-    time.sleep(random.uniform(0.0, 1.0))
+    time.sleep(random.uniform(0.0, 0.5))
+    assert proc.poll() is None, "the export ended before it could be killed: make it longer"
     proc.kill()
     proc.communicate()
     assert "killed/_manifest.json" not in s3_server.objects(bucket), "a killed export is not complete"

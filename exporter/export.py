@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -224,7 +226,7 @@ async def export(config: ExportConfig) -> dict[str, Any]:
     output = _open_output(config)
     resume = output.resumed.walk if output.resumed is not None else None
     try:
-        async with _fetcher(config, counters) as fetcher, task_group() as tg:
+        async with _fetcher(config, counters) as fetcher, task_group() as tg, _fewer_collections():
             if config.progress:
                 tg.start_soon(_show_progress, counters)
             verdict = await _pipeline(
@@ -270,6 +272,36 @@ async def export(config: ExportConfig) -> dict[str, Any]:
     report.update(output.report_fields())
     _write_report(config, report)
     return report
+
+
+_GC_YOUNG = 10_000  # allocations between two collections of the youngest generation during an export
+_gc_lock = threading.Lock()
+_gc_users = 0
+_gc_saved: tuple[int, ...] = ()
+
+
+@contextlib.asynccontextmanager
+async def _fewer_collections() -> AsyncIterator[None]:
+    """While an export runs, the cyclic GC runs after 10,000 allocations instead of 700.
+
+    Orders are freed by reference counting; the collector only finds nothing, and with the default
+    threshold it ran about 1,000 times per 200,000 Parquet orders, 8 of them full collections over every
+    module object: 0.25 s of a 1.6 s export. Nested or concurrent exports share one setting; the last to
+    finish puts the previous thresholds back."""
+    global _gc_users, _gc_saved
+    with _gc_lock:
+        if _gc_users == 0:
+            _gc_saved = gc.get_threshold()
+            young, *older = _gc_saved
+            gc.set_threshold(max(young, _GC_YOUNG), *older)
+        _gc_users += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_users -= 1
+            if _gc_users == 0:
+                gc.set_threshold(*_gc_saved)
 
 
 def _open_output(config: ExportConfig) -> _Output | DatasetOutput:

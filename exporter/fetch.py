@@ -90,9 +90,13 @@ class Fetcher:
         try:
             return decode_page(raw)
         except BadResponse as exc:
-            self._counters.retries += 1
-            self._note(f"the page at offset {raw.offset}", exc, 0.0)
-            return await self.page(raw.offset, limit)
+            return await self.refetch(raw, limit, exc)
+
+    async def refetch(self, raw: RawPage, limit: int, exc: BadResponse) -> Page:
+        """The page of ``raw``, whose body ``decode_page`` refused with ``exc``, fetched again."""
+        self._counters.retries += 1
+        self._note(f"the page at offset {raw.offset}", exc, 0.0)
+        return await self.page(raw.offset, limit)
 
     async def order(self, order_id: str) -> dict[str, Any]:
         """One order's details."""

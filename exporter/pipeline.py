@@ -33,7 +33,7 @@ from typing import Any
 import anyio
 
 from exporter.checkpoint import WalkState
-from exporter.errors import ExportError, IncompleteExport, UsageError
+from exporter.errors import BadResponse, ExportError, IncompleteExport, UsageError
 from exporter.fetch import Fetcher
 from exporter.plan import (
     WHOLE,
@@ -50,7 +50,7 @@ from exporter.plan import (
     reconcile_shard,
 )
 from exporter.report import Counters
-from exporter.responses import RawPage
+from exporter.responses import RawPage, decode_page
 
 Records = list[dict[str, Any]]
 # Called after each page with a function that tells the walk's state (built only when a commit wants it).
@@ -386,7 +386,10 @@ async def run_pipeline(
         return await fetcher.raw_page(offset, plan.page_size)
 
     async def take(offset: int, raw: RawPage) -> None:
-        items = (await fetcher.decoded(raw, plan.page_size)).items
+        try:
+            items = decode_page(raw).items
+        except BadResponse as exc:  # a body broken after all: fetched again, with retries
+            items = (await fetcher.refetch(raw, plan.page_size, exc)).items
         await walk.accept(offset, items)
         # Set only once the page is taken: a checkpoint made while accept() waits must not skip it.
         following = offset + offsets.step
@@ -469,28 +472,39 @@ async def _fan_out(
     slots = anyio.Semaphore(window)
     todo = iter(offsets)
     done: dict[int, RawPage] = {}
-    arrived = anyio.Event()
+    # The offset the writer side waits for, and the event that wakes it when that page arrives: pages
+    # that arrive early wake nobody (most arrive out of order), and an event is made only for a wait.
+    wanted: list[Any] = [None, None]
 
     async def fetcher() -> None:
         # A slot is taken before an offset, and offsets are taken in order: the page the writer waits
         # for always holds a slot, so the window cannot deadlock.
         while True:
-            await slots.acquire()
+            try:
+                slots.acquire_nowait()  # no checkpoint when a slot is free: the fetch awaits anyway
+            except anyio.WouldBlock:
+                await slots.acquire()
             offset = next(todo, None)
             if offset is None:
                 slots.release()
                 return
             done[offset] = await fetch(offset)
-            arrived.set()
+            if offset == wanted[0]:
+                wanted[1].set()
 
     async with task_group() as tg:
         for _ in range(min(concurrency, len(offsets))):
             tg.start_soon(fetcher)
         for offset in offsets:
-            while offset not in done:
-                await arrived.wait()
+            page = done.pop(offset, None)
+            if page is None:
                 arrived = anyio.Event()
-            await emit(offset, done.pop(offset))
+                wanted[:] = offset, arrived
+                await arrived.wait()
+                wanted[0] = None
+                page = done.pop(offset)
+            await emit(offset, page)
+            del page  # its bytes go now, not when the next page replaces them
             slots.release()
 
 

@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import orjson
@@ -21,7 +21,6 @@ from exporter.checkpoint import remove as remove_checkpoint
 from exporter.checkpoint import save as save_checkpoint
 from exporter.client import ApiClient
 from exporter.config import ExportConfig
-from exporter.dataset import DatasetOutput
 from exporter.details import details_stage
 from exporter.errors import ExportError, IncompleteExport, Interrupted, RequestRejected, UsageError
 from exporter.fetch import Fetcher
@@ -32,6 +31,9 @@ from exporter.report import Counters, ProgressPrinter, build_report, progress_li
 from exporter.sinks import checkpoint_path_for, open_sink
 from exporter.storage import is_object_url, open_store
 from exporter.writers import open_writer, resume_writer
+
+if TYPE_CHECKING:
+    from exporter.dataset import DatasetOutput
 
 _PROGRESS_EVERY = 0.5
 _COMMIT_EVERY = 1.0  # seconds between checkpoints: what a kill -9 can cost
@@ -307,6 +309,8 @@ async def _fewer_collections() -> AsyncIterator[None]:
 def _open_output(config: ExportConfig) -> _Output | DatasetOutput:
     """The output ``-o`` names: a dataset when it ends with a slash, else one file (or stdout)."""
     if config.is_dataset:
+        from exporter.dataset import DatasetOutput  # pyarrow loads only when Parquet is asked for
+
         return DatasetOutput(config, open_store(config.output, s3_endpoint=config.s3_endpoint))
     return _Output(config)
 

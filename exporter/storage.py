@@ -37,12 +37,13 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 from urllib.parse import urlsplit
 
-import pyarrow.fs as pafs
-
 from exporter.errors import ExportError, UsageError
+
+if TYPE_CHECKING:
+    import pyarrow.fs as pafs
 
 _COPY_LIMIT = 5 * 1024**3  # the largest object one CopyObject request can copy (pyarrow's move)
 _ONE_PART = 5 * 1024**2  # S3's smallest part: a stream sends anything below as one part, at close
@@ -280,6 +281,8 @@ def parse_s3_url(url: str) -> tuple[str, str]:
 
 
 def s3_filesystem(url: str, s3_endpoint: str | None) -> tuple[pafs.S3FileSystem, str]:
+    import pyarrow.fs as pafs  # only for object storage: a local export does not load pyarrow
+
     """The pyarrow filesystem for an ``s3://`` URL and the URL's path in it (``bucket/key``, no trailing
     '/'). Credentials and region are left to pyarrow and the AWS SDK."""
     bucket, key = parse_s3_url(url)
@@ -416,6 +419,8 @@ class S3Store:
     def list(self, prefix: str = "") -> dict[str, int]:
         folder = "/".join(part for part in (self._root, prefix.rpartition("/")[0]) if part)
         try:
+            import pyarrow.fs as pafs
+
             infos = self.fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True, recursive=True))
         except OSError as exc:
             raise ExportError(f"could not list {self.uri}{prefix}: {short_cause(exc)}") from exc

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -51,3 +53,22 @@ async def drain(config: ExportConfig) -> int:
         async for _ in orders:
             count += 1
     return count
+
+
+def test_jsonl_and_csv_exports_do_not_load_pyarrow(tmp_path: Path) -> None:
+    """pyarrow costs about 40 MB of RSS: only Parquet, datasets and object storage may load it."""
+    code = """
+import sys, anyio
+from exporter import Credentials, ExportConfig, export
+from exporter.sandbox import SandboxConfig, SandboxThread
+with SandboxThread(SandboxConfig(orders=2_000)) as sb:
+    for name in ("o.jsonl", "o.csv"):
+        credentials = Credentials(sb.client_id, sb.client_secret, sb.api_key)
+        config = ExportConfig(credentials=credentials, base_url=sb.base_url, output=sys.argv[1] + "/" + name)
+        assert anyio.run(export, config)["complete"]
+print(sorted(name for name in sys.modules if name.startswith("pyarrow")))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "[]"

@@ -4,9 +4,9 @@ Strategy: the first page gives the total and the real page size, so every other 
 ``concurrency`` fetcher tasks take the offsets in order, each only after taking a slot of the reorder
 window; the writer side gives the slot back once the page is written. Pages can finish in any order, yet
 they are written strictly by offset, so the output equals a sequential walk, at most ``window`` pages wait
-in memory (as bytes, decoded only at their turn) whatever the total, and a slow writer holds the fetchers
-back. Because slots are taken in offset order, the page the writer waits for always holds one: the window
-cannot deadlock.
+in memory (as bytes, decoded only at their turn; no new fetch starts while they hold 32 MB, whatever the
+page size) whatever the total, and a slow writer holds the fetchers back. Because slots are taken in
+offset order, the page the writer waits for always holds one: the window cannot deadlock.
 
 Pages overlap by one order (see ``plan``). The writer side (``_Walk``) checks that each page holds the
 previous page's last order; when one does not (orders were closed or created in between, or the server
@@ -465,13 +465,17 @@ async def _fan_out(
     *,
     concurrency: int,
     window: int,
+    window_bytes: int = 32 << 20,
 ) -> None:
-    """Fetch ``offsets`` with ``concurrency`` tasks; ``emit`` each page in offset order."""
+    """Fetch ``offsets`` with ``concurrency`` tasks; ``emit`` each page in offset order. At most
+    ``window`` pages wait, and no new fetch starts while the waiting pages hold ``window_bytes``."""
     if not offsets:
         return
     slots = anyio.Semaphore(window)
     todo = iter(offsets)
     done: dict[int, RawPage] = {}
+    held = [0]  # bytes of the pages in `done`
+    drained: list[anyio.Event | None] = [None]  # set when the writer takes a page, for fetchers held back
     # The offset the writer side waits for, and the event that wakes it when that page arrives: pages
     # that arrive early wake nobody (most arrive out of order), and an event is made only for a wait.
     wanted: list[Any] = [None, None]
@@ -484,11 +488,17 @@ async def _fan_out(
                 slots.acquire_nowait()  # no checkpoint when a slot is free: the fetch awaits anyway
             except anyio.WouldBlock:
                 await slots.acquire()
+            # Held back by the bytes waiting: the page the writer wants is never among the held back,
+            # since offsets go out in order and every page before it has been written.
+            while held[0] > window_bytes:
+                event = drained[0] = drained[0] or anyio.Event()
+                await event.wait()
             offset = next(todo, None)
             if offset is None:
                 slots.release()
                 return
-            done[offset] = await fetch(offset)
+            page = done[offset] = await fetch(offset)
+            held[0] += len(page.body)
             if offset == wanted[0]:
                 wanted[1].set()
 
@@ -503,6 +513,10 @@ async def _fan_out(
                 await arrived.wait()
                 wanted[0] = None
                 page = done.pop(offset)
+            held[0] -= len(page.body)
+            if drained[0] is not None:
+                drained[0].set()
+                drained[0] = None
             await emit(offset, page)
             del page  # its bytes go now, not when the next page replaces them
             slots.release()

@@ -5,9 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from exporter.pipeline import _Walk
+import anyio
+import anyio.lowlevel
+
+from exporter.pipeline import _fan_out, _Walk
 from exporter.plan import Plan
 from exporter.report import Counters
+from exporter.responses import RawPage
 
 PAGE = 10
 
@@ -126,3 +130,28 @@ async def test_a_page_cut_short_by_the_server_is_filled() -> None:
     collection.page = flaky  # type: ignore[method-assign]
     await walk_all(collection, walk, {})
     assert written == collection.ids
+
+
+async def test_the_window_holds_back_new_fetches_past_its_bytes() -> None:
+    """Pages of 1 MB with a 3 MB budget: while the writer is slow, fetchers stop starting new pages, so
+    at most the budget plus the pages already in flight wait; every page is still written, in order."""
+    size, concurrency = 1 << 20, 4
+    waiting: set[int] = set()
+    most = 0
+    written: list[int] = []
+
+    async def fetch(offset: int) -> RawPage:
+        nonlocal most
+        await anyio.lowlevel.checkpoint()
+        waiting.add(offset)
+        most = max(most, len(waiting))
+        return RawPage(offset, b"x" * size, None, None)
+
+    async def emit(offset: int, page: RawPage) -> None:
+        waiting.discard(offset)
+        written.append(offset)
+        await anyio.sleep(0.001)  # a slow writer
+
+    await _fan_out(range(40), fetch, emit, concurrency=concurrency, window=64, window_bytes=3 * size)
+    assert written == list(range(40))
+    assert most <= 3 + 1 + concurrency

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import gc
 import sys
 import threading
@@ -225,7 +224,6 @@ async def export(config: ExportConfig) -> dict[str, Any]:
 
     A failure that another run may get past (interrupted, retries exhausted, credentials refused) leaves
     the partial output and a checkpoint beside it: the same call with ``resume=True`` continues it."""
-    _steady_heap()
     counters = Counters()
     output = _open_output(config)
     resume = output.resumed.walk if output.resumed is not None else None
@@ -278,27 +276,6 @@ async def export(config: ExportConfig) -> dict[str, Any]:
     return report
 
 
-_MMAP_THRESHOLD = 128 << 10  # glibc's default, kept: page bodies above it get pages of their own
-
-
-def _steady_heap() -> None:
-    """Keep big buffers (page bodies, hundreds of KB) out of the heap, on glibc.
-
-    glibc serves a buffer of 128 KB or more with its own pages and returns them when it is freed, but
-    after the first such free it raises that threshold to the freed size, so later page bodies come from
-    the heap, whose holes make the RSS creep as an export runs (a JSONL export of 1,000,000 orders: 57 MB
-    peak at 100,000 orders, 65 MB at the end). Setting the threshold fixes it where it is: 54 and 59 MB,
-    and no creep. Nothing to do elsewhere."""
-    global _heap_set
-    if _heap_set or not sys.platform.startswith("linux"):
-        return
-    _heap_set = True
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)  # the process's own symbols
-
-
-_M_MMAP_THRESHOLD = -3  # mallopt's parameter number in glibc's malloc.h
-_heap_set = False
 _GC_YOUNG = 10_000  # allocations between two collections of the youngest generation during an export
 _gc_lock = threading.Lock()
 _gc_users = 0

@@ -358,7 +358,7 @@ def merge(store: Store, params: dict[str, Any], count: int) -> bool:
         "rows": sum(part.rows for part in parts),
         "files": [
             {"path": part.name, "rows": part.rows, "bytes": part.size, "sha256": part.sha256}
-            | ({"partition": dict(zip(params_keys(params), part.folder, strict=True))} if part.folder else {})
+            | ({"partition": dict(zip(_key_names(params), part.folder, strict=True))} if part.folder else {})
             for part in parts
         ],
         "schema": _schema_json(final),
@@ -395,7 +395,7 @@ def _partitioning(params: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
-def params_keys(params: dict[str, Any]) -> list[str]:
+def _key_names(params: dict[str, Any]) -> list[str]:
     return [key.name for key in parse_specs(params["partition_by"])]
 
 

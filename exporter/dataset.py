@@ -38,7 +38,7 @@ import pyarrow.parquet as pq
 
 from exporter.checkpoint import Checkpoint, WalkState, parse_checkpoint
 from exporter.config import ExportConfig
-from exporter.errors import ExportError, IncompleteExport, UsageError
+from exporter.errors import AlreadyComplete, ExportError, IncompleteExport, UsageError
 from exporter.partitions import Partitioner, parse_specs
 from exporter.plan import Shard, ShardEdges, Verdict, join_shards
 from exporter.report import Counters
@@ -65,6 +65,18 @@ def parameters(config: ExportConfig) -> dict[str, Any]:
     }
 
 
+def _rows_if_same(manifest: bytes, params: dict[str, Any]) -> int | None:
+    """The rows of a manifest written with ``params``; None for another export's (or an unreadable one)."""
+    try:
+        found = orjson.loads(manifest)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(found, dict) or found.get("parameters") != params or not found.get("complete"):
+        return None
+    rows = found.get("rows")
+    return rows if isinstance(rows, int) else None
+
+
 class DatasetOutput:
     """One run's (one shard's) share of a dataset; the same methods as the single-file output."""
 
@@ -86,7 +98,14 @@ class DatasetOutput:
         self.latest: Any = None
         self._unsaved = False
         self._finished = False
-        if store.get_bytes(MANIFEST) is not None:
+        existing = store.get_bytes(MANIFEST)
+        if existing is not None:
+            rows = _rows_if_same(existing, self.parameters)
+            if config.resume and rows is not None:
+                raise AlreadyComplete(
+                    f"{store.uri} is already complete ({rows:,} rows, {MANIFEST}): nothing to resume",
+                    store.uri,
+                )
             raise UsageError(
                 f"{store.uri} already holds a complete dataset ({MANIFEST}); remove it or choose another -o"
             )

@@ -148,3 +148,12 @@ class Interrupted(ExportError):
     """Stopped by Ctrl-C or SIGTERM; what was committed is kept."""
 
     exit_code = 130
+
+
+class AlreadyComplete(Exception):
+    """``--resume`` of a dataset whose manifest, written with the same parameters, is already there: a
+    scheduler restarted a shard after the dataset was finished. Nothing is left to do; the run succeeds."""
+
+    def __init__(self, message: str, uri: str) -> None:
+        super().__init__(message)
+        self.uri = uri

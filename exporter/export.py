@@ -22,7 +22,14 @@ from exporter.checkpoint import save as save_checkpoint
 from exporter.client import ApiClient
 from exporter.config import ExportConfig
 from exporter.details import details_stage
-from exporter.errors import ExportError, IncompleteExport, Interrupted, RequestRejected, UsageError
+from exporter.errors import (
+    AlreadyComplete,
+    ExportError,
+    IncompleteExport,
+    Interrupted,
+    RequestRejected,
+    UsageError,
+)
 from exporter.fetch import Fetcher
 from exporter.pipeline import Deliver, OnPage, Records, run_pipeline, task_group
 from exporter.plan import Shard, Verdict, plan_from_first_page
@@ -225,7 +232,12 @@ async def export(config: ExportConfig) -> dict[str, Any]:
     A failure that another run may get past (interrupted, retries exhausted, credentials refused) leaves
     the partial output and a checkpoint beside it: the same call with ``resume=True`` continues it."""
     counters = Counters()
-    output = _open_output(config)
+    try:
+        output = _open_output(config)
+    except AlreadyComplete as done:
+        report = build_report(counters, output=done.uri, fmt="parquet", complete=True, reason=str(done))
+        _write_report(config, report)
+        return report
     resume = output.resumed.walk if output.resumed is not None else None
     try:
         async with _fetcher(config, counters) as fetcher, task_group() as tg, _fewer_collections():

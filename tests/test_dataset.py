@@ -131,6 +131,14 @@ def test_a_complete_dataset_is_never_written_into_again(sandbox: Any, tmp_path: 
     with pytest.raises(UsageError, match="already holds a complete dataset"):
         run(sandbox, f"{root}/")
     assert manifest_of(root) == before
+    # A scheduler that restarts a finished shard with --resume: nothing to do, and that is a success.
+    again = run(sandbox, f"{root}/", resume=True)
+    assert again["complete"] is True
+    assert "nothing to resume" in again["reason"]
+    assert again["requests"] == 0
+    assert manifest_of(root) == before
+    with pytest.raises(UsageError, match="already holds a complete dataset"):
+        run(sandbox, f"{root}/", resume=True, part_rows=7)  # another export's manifest
 
 
 def test_dataset_options_are_checked(sandbox: Any, tmp_path: Path) -> None:

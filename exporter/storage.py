@@ -281,10 +281,10 @@ def parse_s3_url(url: str) -> tuple[str, str]:
 
 
 def s3_filesystem(url: str, s3_endpoint: str | None) -> tuple[pafs.S3FileSystem, str]:
-    import pyarrow.fs as pafs  # only for object storage: a local export does not load pyarrow
-
     """The pyarrow filesystem for an ``s3://`` URL and the URL's path in it (``bucket/key``, no trailing
     '/'). Credentials and region are left to pyarrow and the AWS SDK."""
+    import pyarrow.fs as pafs  # only for object storage: a local export does not load pyarrow
+
     bucket, key = parse_s3_url(url)
     endpoint = s3_endpoint_of(s3_endpoint)
     options: dict[str, Any] = {}

@@ -379,6 +379,7 @@ async def run_pipeline(
         # Stopped before the slice's first page was taken: its anchor is still to come.
         walk.anchor_pending = part.anchored and start == planned.start
     counters.total_first = plan.total
+    counters.orders_planned = len(part.positions())
     counters.page_size = plan.page_size
     counters.pages_planned = part.pages
 

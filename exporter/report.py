@@ -16,6 +16,7 @@ class Counters:
     started: float = field(default_factory=time.monotonic)
     total_first: int | None = None
     total_last: int | None = None
+    orders_planned: int | None = None  # what this run should write if the total holds (a shard: its slice)
     page_size: int | None = None
     pages_planned: int = 0
     pages_done: int = 0
@@ -117,7 +118,7 @@ def summary_line(report: dict[str, Any]) -> str:
 def progress_line(counters: Counters) -> str:
     """Orders done of total, orders/s, ETA, retries and rate-limited answers."""
     done = counters.orders_written
-    total = counters.total_first
+    total = counters.orders_planned if counters.orders_planned is not None else counters.total_first
     rate = counters.rate()
     eta = _clock_time((total - done) / rate) if total and rate > 0 and total > done else "--:--"
     of_total = f"/{total:,}" if total is not None else ""

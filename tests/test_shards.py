@@ -15,7 +15,7 @@ from exporter.errors import UsageError
 from exporter.export import _fetcher, _pipeline
 from exporter.pipeline import OnPage
 from exporter.plan import Shard, ShardEdges, Verdict, join_shards
-from exporter.report import Counters, build_report
+from exporter.report import Counters, build_report, progress_line
 from exporter.sandbox import Sandbox, SandboxConfig
 from tests.conftest import export_config
 
@@ -82,6 +82,10 @@ async def test_three_shards_equal_one_export(orders: int, page_size: int) -> Non
         assert one.verdict.complete, one.verdict.reason
         assert one.edges.written == len(one.ids) > 0
         assert one.edges.total_first == one.edges.total_last == orders
+        # The progress line counts against the shard's own slice, not the whole collection.
+        assert one.counters.orders_planned == len(one.ids)
+        assert progress_line(one.counters).startswith(f"{len(one.ids):,}/{len(one.ids):,} orders")
+    assert whole.counters.orders_planned == orders
     first, middle, last = (one.edges for one in shards)
     assert first.head is None
     assert last.tail is None

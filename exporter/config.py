@@ -7,11 +7,10 @@ from dataclasses import dataclass, field
 from exporter.errors import UsageError
 from exporter.partitions import parse_specs
 from exporter.plan import Shard
+from exporter.writers import FORMATS, format_for_path
 
 LIST_PATH = "/ordering/b2b/v3/requests"
 TOKEN_PATH = "/oauth/v3/token"
-OUTPUT_FORMATS = ("jsonl", "csv", "parquet")
-_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 
 
 @dataclass(frozen=True)
@@ -94,8 +93,8 @@ class ExportConfig:
                 raise UsageError(f"--filter {name!r}: use --sort/--page-size, filters name order attributes")
         fmt = self.resolved_format
         self._check_dataset(fmt)
-        if fmt not in OUTPUT_FORMATS:
-            raise UsageError(f"unknown format {fmt!r}: choose one of {', '.join(OUTPUT_FORMATS)}")
+        if fmt not in FORMATS:
+            raise UsageError(f"unknown format {fmt!r}: choose one of {', '.join(FORMATS)}")
         if self.output == "-" and fmt == "parquet":
             raise UsageError("Parquet cannot be streamed to stdout: give -o FILE.parquet, or -f jsonl/csv")
 
@@ -126,9 +125,9 @@ class ExportConfig:
             return "jsonl"
         if self.is_dataset:
             return "parquet"
-        for suffix, fmt in _SUFFIXES.items():
-            if self.output.lower().endswith(suffix):
-                return fmt
+        fmt = format_for_path(self.output)
+        if fmt is not None:
+            return fmt
         raise UsageError(
             f"cannot tell the format of {self.output!r}: end it with .jsonl, .csv or .parquet, or give -f"
         )

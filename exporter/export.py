@@ -109,8 +109,6 @@ class _Output:
     def __init__(self, config: ExportConfig) -> None:
         self.format = config.resolved_format
         self.fingerprint = _fingerprint(config)
-        if is_object_url(config.output):
-            self.fingerprint["output"] = config.output  # a URL: nothing to resolve against the working folder
         self.checkpoint_path = checkpoint_path_for(config.output, s3_endpoint=config.s3_endpoint)
         self.resumed: Checkpoint | None = None
         if config.resume:
@@ -353,11 +351,12 @@ def _is_cancellation(exc: BaseException) -> bool:
 
 
 def _fingerprint(config: ExportConfig) -> dict[str, Any]:
-    """What makes two exports write the same file: the API, the query, the format. No credential."""
-    return {
-        **config.query_key(),
-        "output": str(Path(config.output).resolve()) if config.output != "-" else "-",
-    }
+    """What makes two exports write the same file: the API, the query, the format, the output (a local
+    path resolved against the working folder; stdout and URLs as given). No credential."""
+    output = config.output
+    if output != "-" and not is_object_url(output):
+        output = str(Path(output).resolve())
+    return {**config.query_key(), "output": output}
 
 
 @contextlib.asynccontextmanager

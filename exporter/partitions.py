@@ -101,6 +101,16 @@ class Partitioner:
         self.keys = tuple(keys)
         self._strip = frozenset(key.source[0] for key in self.keys if key.strips)
 
+    def split(self, orders: list[dict[str, Any]]) -> dict[tuple[str, ...], list[dict[str, Any]]]:
+        """``orders`` by folder, in order within each, stripped as written (no per-order work without
+        keys)."""
+        if not self.keys:
+            return {(): orders}
+        folders: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for order in orders:
+            folders.setdefault(self.folder(order), []).append(self.stripped(order))
+        return folders
+
     def folder(self, order: dict[str, Any]) -> tuple[str, ...]:
         """The folder values of ``order``, one per key (not escaped)."""
         return tuple(key.value(order) for key in self.keys)

@@ -40,53 +40,7 @@ def text_of(value: Any) -> str:
 
 def flatten_record(record: Mapping[str, Any]) -> dict[str, str]:
     """The CSV cells of one order: ``{column name: cell text}``, in the order of the order's fields."""
-    out: dict[str, str] = {}
-    keys = "".join(record)
-    if "." in keys or "\\" in keys:
-        _flatten_nested(record, "", out)
-        return out
-    # The top level inlined: it is most of the work, and most values are strings.
-    for key, value in record.items():
-        kind = type(value)
-        if kind is str:
-            out[key] = value
-        elif value is None:
-            out[key] = ""
-        elif kind is dict:
-            if value:
-                _flatten_nested(value, key + ".", out)
-            else:
-                out[key] = "{}"
-        elif kind is int:
-            out[key] = str(value)
-        elif kind is bool:
-            out[key] = "true" if value else "false"
-        else:
-            out[key] = json_text(value)
-    return out
-
-
-def _flatten_nested(record: Mapping[str, Any], prefix: str, out: dict[str, str]) -> None:
-    keys = "".join(record)
-    escape = "." in keys or "\\" in keys
-    for key, value in record.items():
-        name = prefix + (key.translate(_KEY_ESCAPES) if escape else key)
-        kind = type(value)
-        if kind is str:
-            out[name] = value
-        elif value is None:
-            out[name] = ""
-        elif kind is dict:
-            if value:
-                _flatten_nested(value, name + ".", out)
-            else:
-                out[name] = "{}"
-        elif kind is int:
-            out[name] = str(value)
-        elif kind is bool:
-            out[name] = "true" if value else "false"
-        else:
-            out[name] = json_text(value)
+    return {column_name(path): cell for path, cell in leaf_cells(record)}
 
 
 def column_name(path: tuple[str, ...]) -> str:

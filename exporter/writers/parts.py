@@ -114,10 +114,9 @@ class PartsWriter:
 
     def write(self, records: list[dict[str, Any]]) -> None:
         """One page of orders; parts that fill up are finished and put in ``ready``."""
-        partitioner = self._partitioner
         pending = self._pending
-        for order in records:
-            pending[partitioner.folder(order)].append(partitioner.stripped(order))
+        for folder, orders in self._partitioner.split(records).items():
+            pending[folder].extend(orders)
         self._pending_rows += len(records)
         self.orders += len(records)
         try:

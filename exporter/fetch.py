@@ -58,6 +58,8 @@ class Fetcher:
         self._counters = counters
         self._filters = tuple(filters)
         self._sort = sort
+        # X-Total-Count of the list answer that arrived last (with the filters): the walk's end total.
+        self.latest_total: int | None = None
         self._clock = clock
         self._sleep = sleep
         self._rand = rand
@@ -71,7 +73,10 @@ class Fetcher:
             raw = await self._client.get_page(
                 offset, limit, authorization, filters=filters, sort=self._sort, need_total=need_total
             )
-            return decode_page(raw)
+            page = decode_page(raw)
+            if filtered:
+                self._saw_total(raw)
+            return page
 
         return await self._retrying(call, f"the page at offset {offset}")
 
@@ -79,11 +84,17 @@ class Fetcher:
         """The page at ``offset``, checked but not decoded (see ``responses.RawPage``)."""
 
         async def call(authorization: str) -> RawPage:
-            return await self._client.get_page(
+            raw = await self._client.get_page(
                 offset, limit, authorization, filters=self._filters, sort=self._sort, need_total=False
             )
+            self._saw_total(raw)
+            return raw
 
         return await self._retrying(call, f"the page at offset {offset}")
+
+    def _saw_total(self, raw: RawPage) -> None:
+        if raw.total is not None:
+            self.latest_total = raw.total
 
     async def decoded(self, raw: RawPage, limit: int) -> Page:
         """``raw`` decoded; when its body turns out broken, the page fetched again (with retries)."""

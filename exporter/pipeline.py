@@ -1,6 +1,8 @@
 """The fan-out: N fetcher tasks, and one writer side that puts pages back in order and checks them.
 
 Strategy: the first page gives the total and the real page size, so every other offset is known at once.
+The first wave goes out with it, guessed at the page size asked for (``_Ahead``): no round trip is spent
+waiting for the plan when the server honours the page size.
 ``concurrency`` fetcher tasks take the offsets in order, each only after taking a slot of the reorder
 window; the writer side gives the slot back once the page is written. Pages can finish in any order, yet
 they are written strictly by offset, so the output equals a sequential walk, at most ``window`` pages wait
@@ -14,7 +16,8 @@ cut a page short) it *bridges*: it fetches windows afresh from where the previou
 and either writes what lies between them and the page, or finds that the page was pushed wholly before
 them and adds nothing. Past the planned pages it follows the collection while pages come back full.
 Duplicates that offset paging lets through are dropped by id within a bounded horizon of recent ids. At
-the end the total is read again and ``plan.reconcile`` decides.
+the end, the total of the answer that came last (as late as any order written) and ``plan.reconcile``
+decide.
 
 A shard (``--shard K/N``) reads the first page for the plan only, then walks its slice of the pages the same
 way (see ``plan.ShardSlice``): a slice after the first one takes its first page's first order as the anchor
@@ -348,81 +351,140 @@ async def run_pipeline(
     walk only that shard's slice of the pages; the verdict is the slice's, with the shard's edges (also left
     in ``counters.shard``)."""
     report_state = on_page or _ignore
-    if resume is None:
-        first = await fetcher.page(0, page_size, need_total=True)
-        assert first.total is not None
-        plan = plan_from_first_page(page_size, len(first.items), first.total)
-        part = plan.shard_slice(shard or WHOLE)
-        walk = _Walk(fetcher, plan, deliver, counters, dedupe_horizon)
-        walk.shard = shard
-        offsets = part.offsets()
-        if part.first:
-            await walk.accept(0, first.items)
-            offsets = offsets[1:]
-        walk.anchor_pending = part.anchored
-        walk.next_offset = offsets.start if offsets else None
-        await report_state(walk.state)
-    else:
-        plan = Plan(total=resume.total_first, page_size=resume.page_size)
-        if resume.shard != (None if shard is None else str(shard)):
-            raise UsageError(
-                f"--resume: the checkpoint was made by {_shard_name(resume.shard)}, not by "
-                f"{_shard_name(shard)}: resume with the same --shard"
-            )
-        part = plan.shard_slice(shard or WHOLE)
-        walk = _Walk(fetcher, plan, deliver, counters, dedupe_horizon)
-        walk.shard = shard
-        walk.restore(resume)
-        planned = part.offsets()
-        start = resume.next_offset if resume.next_offset is not None else planned.stop
-        offsets = range(start, planned.stop, planned.step)
-        # Stopped before the slice's first page was taken: its anchor is still to come.
-        walk.anchor_pending = part.anchored and start == planned.start
-    counters.total_first = plan.total
-    counters.orders_planned = len(part.positions())
-    counters.page_size = plan.page_size
-    counters.pages_planned = part.pages
-
-    async def fetch(offset: int) -> RawPage:
-        return await fetcher.raw_page(offset, plan.page_size)
-
-    async def take(offset: int, raw: RawPage) -> None:
-        try:
-            items = decode_page(raw).items
-        except BadResponse as exc:  # a body broken after all: fetched again, with retries
-            items = (await fetcher.refetch(raw, plan.page_size, exc)).items
-        await walk.accept(offset, items)
-        # Set only once the page is taken: a checkpoint made while accept() waits must not skip it.
-        following = offset + offsets.step
-        walk.next_offset = following if following < offsets.stop else None
-        await report_state(walk.state)
-
-    await _fan_out(offsets, fetch, take, concurrency=concurrency, window=window)
-    if part.last:
-        await walk.follow_tail(max(100, plan.pages), report_state)
-
-    total_last = (await fetcher.page(0, 1, need_total=True)).total
-    assert total_last is not None
-    counters.total_last = total_last
-    written = counters.orders_written
-    counters.drift_seen = walk.drift_seen or total_last != plan.total
-    if shard is not None:
-        verdict = reconcile_shard(
-            part, total_last=total_last, written=written, chain_proven=walk.proven, drift_seen=walk.drift_seen
+    # Structured: the first wave's fetches (see _Ahead) live no longer than the export.
+    async with task_group() as guesses:
+        ahead = (
+            _Ahead(guesses, fetcher, page_size, concurrency - 1) if resume is None and shard is None else None
         )
-        counters.shard = _edges(shard, part, walk, total_last, written, verdict)
-        return Verdict(verdict.complete, verdict.reason, counters.shard)
-    ignores_filters = False
-    if filtered and walk.proven and counters.total_last == plan.total and written < plan.total:
-        ignores_filters = (await fetcher.page(0, 1, filtered=False, need_total=True)).total == plan.total
-    return reconcile(
-        total_first=plan.total,
-        total_last=total_last,
-        written=written,
-        chain_proven=walk.proven,
-        drift_seen=walk.drift_seen,
-        total_ignores_filters=ignores_filters,
-    )
+        if resume is None:
+            first = await fetcher.page(0, page_size, need_total=True)
+            assert first.total is not None
+            plan = plan_from_first_page(page_size, len(first.items), first.total)
+            part = plan.shard_slice(shard or WHOLE)
+            walk = _Walk(fetcher, plan, deliver, counters, dedupe_horizon)
+            walk.shard = shard
+            offsets = part.offsets()
+            if ahead is not None:
+                ahead.keep(offsets if plan.page_size == page_size else range(0))
+            if part.first:
+                await walk.accept(0, first.items)
+                offsets = offsets[1:]
+            walk.anchor_pending = part.anchored
+            walk.next_offset = offsets.start if offsets else None
+            await report_state(walk.state)
+        else:
+            plan = Plan(total=resume.total_first, page_size=resume.page_size)
+            if resume.shard != (None if shard is None else str(shard)):
+                raise UsageError(
+                    f"--resume: the checkpoint was made by {_shard_name(resume.shard)}, not by "
+                    f"{_shard_name(shard)}: resume with the same --shard"
+                )
+            part = plan.shard_slice(shard or WHOLE)
+            walk = _Walk(fetcher, plan, deliver, counters, dedupe_horizon)
+            walk.shard = shard
+            walk.restore(resume)
+            planned = part.offsets()
+            start = resume.next_offset if resume.next_offset is not None else planned.stop
+            offsets = range(start, planned.stop, planned.step)
+            # Stopped before the slice's first page was taken: its anchor is still to come.
+            walk.anchor_pending = part.anchored and start == planned.start
+        counters.total_first = plan.total
+        counters.orders_planned = len(part.positions())
+        counters.page_size = plan.page_size
+        counters.pages_planned = part.pages
+
+        async def fetch(offset: int) -> RawPage:
+            guessed = await ahead.take(offset) if ahead is not None else None
+            return guessed if guessed is not None else await fetcher.raw_page(offset, plan.page_size)
+
+        async def take(offset: int, raw: RawPage) -> None:
+            try:
+                items = decode_page(raw).items
+            except BadResponse as exc:  # a body broken after all: fetched again, with retries
+                items = (await fetcher.refetch(raw, plan.page_size, exc)).items
+            await walk.accept(offset, items)
+            # Set only once the page is taken: a checkpoint made while accept() waits must not skip it.
+            following = offset + offsets.step
+            walk.next_offset = following if following < offsets.stop else None
+            await report_state(walk.state)
+
+        await _fan_out(offsets, fetch, take, concurrency=concurrency, window=window)
+        if part.last:
+            await walk.follow_tail(max(100, plan.pages), report_state)
+
+        # The end total: that of the answer that came last, as late as any order written; read afresh only
+        # when no answer of this run had one.
+        total_last = fetcher.latest_total
+        if total_last is None:
+            total_last = (await fetcher.page(0, 1, need_total=True)).total
+        assert total_last is not None
+        counters.total_last = total_last
+        written = counters.orders_written
+        counters.drift_seen = walk.drift_seen or total_last != plan.total
+        if shard is not None:
+            verdict = reconcile_shard(
+                part,
+                total_last=total_last,
+                written=written,
+                chain_proven=walk.proven,
+                drift_seen=walk.drift_seen,
+            )
+            counters.shard = _edges(shard, part, walk, total_last, written, verdict)
+            return Verdict(verdict.complete, verdict.reason, counters.shard)
+        ignores_filters = False
+        if filtered and walk.proven and counters.total_last == plan.total and written < plan.total:
+            ignores_filters = (await fetcher.page(0, 1, filtered=False, need_total=True)).total == plan.total
+        return reconcile(
+            total_first=plan.total,
+            total_last=total_last,
+            written=written,
+            chain_proven=walk.proven,
+            drift_seen=walk.drift_seen,
+            total_ignores_filters=ignores_filters,
+        )
+
+
+class _Ahead:
+    """The first wave, asked for together with the first page: the pages that follow it if the server
+    honours the page size asked for, which the first page's answer then confirms (they are handed to the
+    fan-out) or refutes (they are cancelled). Saves the first round trip of every export; costs at most
+    ``count`` wasted requests when the collection is smaller than the wave or the server caps the page."""
+
+    def __init__(self, tg: anyio.abc.TaskGroup, fetcher: Fetcher, page_size: int, count: int) -> None:
+        step = page_size - 1 if page_size > 1 else 1
+        self._scopes = {step * i: anyio.CancelScope() for i in range(1, count + 1)}
+        self._arrived = {offset: anyio.Event() for offset in self._scopes}
+        self._results: dict[int, RawPage | Exception] = {}
+        for offset in self._scopes:
+            tg.start_soon(self._fetch, fetcher, offset, page_size)
+
+    async def _fetch(self, fetcher: Fetcher, offset: int, page_size: int) -> None:
+        scope, arrived = self._scopes[offset], self._arrived[offset]
+        with scope:
+            try:
+                self._results[offset] = await fetcher.raw_page(offset, page_size)
+            except Exception as exc:  # kept for whoever takes the page; ignored if nobody does
+                self._results[offset] = exc
+        arrived.set()
+
+    def keep(self, offsets: Container[int]) -> None:
+        """Cancel the guesses that are not among the planned ``offsets``."""
+        for offset in list(self._scopes):
+            if offset not in offsets:
+                self._scopes.pop(offset).cancel()
+                self._arrived.pop(offset)
+
+    async def take(self, offset: int) -> RawPage | None:
+        """The guessed page at ``offset`` (its fetch's error, raised), or None if it was not guessed."""
+        arrived = self._arrived.pop(offset, None)
+        if arrived is None:
+            return None
+        del self._scopes[offset]
+        await arrived.wait()
+        result = self._results.pop(offset)
+        if isinstance(result, Exception):
+            raise result
+        return result
 
 
 def _edges(

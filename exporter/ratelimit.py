@@ -27,6 +27,7 @@ _PROBE_GROWTH = 1.01  # rate factor per quiet second once near it
 _NEAR = 0.9  # "near": this share of the limit last seen
 _TRUSTED_SPAN = 0.75  # seconds of successes before an achieved rate counts as the server's limit
 _MIN_RATE = 0.2  # requests/s: never slower than one request every 5 s
+_RECHECK = 0.1  # seconds: a waiter looks at least this often whether the rate changed
 _BACKOFF_BASE = 0.5  # seconds of pause for the first rate-limited answer without Retry-After
 _BACKOFF_MAX = 30.0
 
@@ -48,6 +49,8 @@ class RateLimiter:
         self._clock = clock
         self._sleep = sleep
         self._next = 0.0
+        self._last_start = 0.0  # when the last request granted was allowed to start
+        self._schedule = 0  # bumped at each change of rate: waiters then take their turns again
         self._paused_until = 0.0
         self._strikes = 0
         self._event_until = 0.0
@@ -79,12 +82,29 @@ class RateLimiter:
                 slot = max(self._next, now - (self._burst - 1) * interval, self._paused_until)
                 self._next = slot + interval
                 start = max(start, slot)
-            if start <= now:
+            if start > now and not await self._wait_until(start):
+                continue  # the rate changed meanwhile: this turn was given at the old one
+            if self._clock() >= self._paused_until:  # or a pause was decided while we waited
+                self._last_start = start
                 return
-            await self._sleep(start - now)
-            # A pause may have been decided while we slept: then wait again.
-            if self._clock() >= self._paused_until:
-                return
+
+    async def _wait_until(self, start: float) -> bool:
+        """Sleep until ``start``; False as soon as the rate changes (at most ``_RECHECK`` late): turns
+        reserved at a low rate must not keep their distant starts once the rate has grown."""
+        schedule = self._schedule
+        while (now := self._clock()) < start:
+            await self._sleep(min(start - now, _RECHECK))
+            if self._schedule != schedule:
+                return False
+        return True
+
+    def _new_rate(self, rate: float) -> None:
+        """Change the rate; every turn reserved so far is reserved again, at the new spacing."""
+        if rate == self._rate:
+            return
+        self._rate = rate
+        self._schedule += 1
+        self._next = self._last_start + 1.0 / rate
 
     def on_success(self) -> None:
         """A request went through: remember it for the rate estimate."""
@@ -107,14 +127,17 @@ class RateLimiter:
         if now >= self._event_until:
             self._strikes += 1
             achieved, span = self._achieved(now)
+            if self._rate is None and achieved <= 0:
+                # Too little went through to measure a rate (a server that allows no burst): what did go
+                # through, spread over the pause, is a start; without one the next burst is refused too.
+                achieved = max(_MIN_RATE, len(self._successes) / max(pause, 1.0))
             if self._rate is not None or achieved > 0:
-                # With no estimate yet (nothing went through) only the pause applies.
                 current = self._rate if self._rate is not None else achieved
                 target = min(current, achieved) if achieved > 0 else current * _DECREASE
                 if span >= _TRUSTED_SPAN or self._rate is not None:
                     # A first burst says little of a sustained limit: only then is it remembered.
                     self._limit_seen = target
-                self._rate = max(_MIN_RATE, target * _DECREASE)
+                self._new_rate(max(_MIN_RATE, target * _DECREASE))
             spacing = 2.0 / self._rate if self._rate is not None else 0.0
             self._event_until = self._paused_until + max(0.5, spacing)
             self._last_growth = self._event_until
@@ -125,7 +148,10 @@ class RateLimiter:
         recent = [t for t in self._successes if t >= now - _ESTIMATE_WINDOW]
         if len(recent) < 2:
             return 0.0, 0.0
-        span = max(now - recent[0], 1.0 / len(recent))
+        # Successes at once (a burst) span nothing: count them over at least the time the pace in force,
+        # or one second shared among them when there is none, would have taken.
+        floor = 1.0 / len(recent) if self._rate is None else (len(recent) - 1) / self._rate
+        span = max(now - recent[0], floor)
         return len(recent) / span, now - recent[0]
 
     def _grow(self, now: float) -> None:
@@ -141,4 +167,4 @@ class RateLimiter:
                 grown = min(grown, near)
         else:
             grown = self._rate * _PROBE_GROWTH**seconds
-        self._rate = grown if self._ceiling is None else min(self._ceiling, grown)
+        self._new_rate(grown if self._ceiling is None else min(self._ceiling, grown))

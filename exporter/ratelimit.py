@@ -8,8 +8,10 @@ backoff when it gave none), and the rate drops to a little under what was really
 that is the best estimate of the server's limit, known or not, and it is remembered. After that the
 rate grows back quickly (x1.5 a quiet second) to 90% of that remembered limit, then only probes above it
 (+1% a second), so an unknown limit is found in a few seconds and then costs few rate-limited answers;
-never above ``--rate`` when one was given. The clock and the sleep are injected so that tests move time
-by hand.
+never above ``--rate`` when one was given. When the rate changes, every waiting fetcher takes its turn
+again at the new spacing (within ``_RECHECK``): turns reserved at a low rate would otherwise keep their
+distant starts after the rate has grown. The clock and the sleep are injected so that tests move time by
+hand (``tests/test_limiter_sim.py`` runs many fetchers against the sandbox's token bucket in virtual time).
 """
 
 from __future__ import annotations

@@ -31,12 +31,19 @@ MAX_TOTAL = 10**12
 _SNIPPET = 160
 
 
+# A page's orders as decoded (dicts, by ``decode_page``). The walk only slices, counts and hands them on: it
+# reads ids from ``Page.ids``.
+Items = list[Any]
+
+
 @dataclass(frozen=True, slots=True)
 class Page:
-    """One list answer: its orders (objects), the total the server claimed, and the request id."""
+    """One list answer: its orders (objects), their ids (see ``order_ids``), the total the server claimed,
+    and the request id."""
 
     offset: int
-    items: list[dict[str, Any]]
+    items: Items
+    ids: list[Any]
     total: int | None
     request_id: str | None
 
@@ -107,8 +114,20 @@ def check_page(body: bytes, headers: Mapping[str, str], offset: int, *, need_tot
     return RawPage(offset=offset, body=body, total=total, request_id=request_id)
 
 
+def order_ids(items: list[dict[str, Any]]) -> list[Any]:
+    """The ids of ``items``, hashable (an id that is a JSON object or array compares by its text); None
+    where an order has none."""
+    ids = [item.get("id") for item in items]
+    try:
+        set(ids)
+    except TypeError:
+        ids = [i if i is None or isinstance(i, str | int | float) else repr(i) for i in ids]
+    return ids
+
+
 def decode_page(raw: RawPage) -> Page:
-    """The orders of a checked page; BadResponse if the body is not a JSON array of objects after all."""
+    """The orders of a checked page, as dicts; BadResponse if the body is not a JSON array of objects after
+    all."""
     request_id, offset = raw.request_id, raw.offset
     items = _decode(raw.body, request_id=request_id, offset=offset)
     if not isinstance(items, list):
@@ -129,7 +148,7 @@ def decode_page(raw: RawPage) -> Page:
             request_id=request_id,
             offset=offset,
         )
-    return Page(offset=offset, items=items, total=raw.total, request_id=request_id)
+    return Page(offset=offset, items=items, ids=order_ids(items), total=raw.total, request_id=request_id)
 
 
 def parse_object(body: bytes, headers: Mapping[str, str]) -> dict[str, Any]:

@@ -2,35 +2,33 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
 from typing import Any
 
 import anyio
 import anyio.lowlevel
+import orjson
 
 from exporter.pipeline import _fan_out, _Walk
 from exporter.plan import Plan
 from exporter.report import Counters
-from exporter.responses import RawPage
+from exporter.responses import Page, RawPage, decode_page
 
 PAGE = 10
 
 
-@dataclass
-class Answer:
-    items: list[dict[str, Any]]
-
-
 class Collection:
-    """A list of orders served by offset; tests change it between pages."""
+    """A list of orders served by offset, decoded as an export would; tests change it between pages."""
 
     def __init__(self, n: int) -> None:
         self.ids = [f"o{i:04d}" for i in range(n)]
         self.requests = 0
+        self.decode = decode_page
 
-    async def page(self, offset: int, limit: int, **_: object) -> Answer:
+    async def page(self, offset: int, limit: int, **_: object) -> Page:
         self.requests += 1
-        return Answer([{"id": i} for i in self.ids[offset : offset + limit]])
+        body = orjson.dumps([{"id": i, "n": len(i)} for i in self.ids[offset : offset + limit]])
+        return self.decode(RawPage(offset, body, None, None))
 
 
 def make_walk(collection: Collection) -> tuple[_Walk, list[str]]:
@@ -49,7 +47,7 @@ async def walk_all(collection: Collection, walk: _Walk, change_after: dict[int, 
     offsets = [0, *Plan(total=len(collection.ids), page_size=PAGE).offsets()]
     for index, offset in enumerate(offsets):
         page = await collection.page(offset, PAGE)
-        await walk.accept(offset, page.items)
+        await walk.accept(offset, page.items, page.ids)
         if index in change_after:
             change_after[index](collection.ids)
 
@@ -120,11 +118,11 @@ async def test_a_page_cut_short_by_the_server_is_filled() -> None:
     short = {"done": False}
     real_page = collection.page
 
-    async def flaky(offset: int, limit: int, **kw: object) -> Answer:
+    async def flaky(offset: int, limit: int, **kw: object) -> Page:
         answer = await real_page(offset, limit)
         if offset == 9 and not short["done"]:
             short["done"] = True
-            return Answer(answer.items[:6])
+            return dataclasses.replace(answer, items=answer.items[:6], ids=answer.ids[:6])
         return answer
 
     collection.page = flaky  # type: ignore[method-assign]

@@ -35,9 +35,11 @@ from exporter.pipeline import Deliver, OnPage, Records, run_pipeline, task_group
 from exporter.plan import Shard, Verdict, plan_from_first_page
 from exporter.ratelimit import RateLimiter
 from exporter.report import Counters, ProgressPrinter, build_report, progress_line
+from exporter.responses import Decode, Items, decode_lines, decode_page
 from exporter.sinks import checkpoint_path_for, open_sink
 from exporter.storage import is_object_url, open_store
 from exporter.writers import open_writer, resume_writer
+from exporter.writers.jsonl import JsonlWriter
 
 if TYPE_CHECKING:
     from exporter.dataset import DatasetOutput
@@ -47,7 +49,9 @@ _COMMIT_EVERY = 1.0  # seconds between checkpoints: what a kill -9 can cost
 
 
 @contextlib.asynccontextmanager
-async def _fetcher(config: ExportConfig, counters: Counters) -> AsyncIterator[Fetcher]:
+async def _fetcher(
+    config: ExportConfig, counters: Counters, *, decode: Decode = decode_page
+) -> AsyncIterator[Fetcher]:
     async with ApiClient(
         base_url=config.base_url,
         token_url=config.resolved_token_url,
@@ -63,6 +67,7 @@ async def _fetcher(config: ExportConfig, counters: Counters) -> AsyncIterator[Fe
             counters=counters,
             filters=config.filters,
             sort=config.sort,
+            decode=decode,
         )
 
 
@@ -139,12 +144,21 @@ class _Output:
         except BaseException:
             self.sink.keep() if self.resumed is not None else self.sink.abort()
             raise
+        # JSONL without details needs nothing of an order but its text and its id: the pages are decoded
+        # straight into lines (simdjson), and the writer writes them as they are.
+        self._write: Callable[[Items], None] = self.writer.write
+        self.decode: Decode = decode_page
+        if self.format == "jsonl" and not config.details:
+            assert isinstance(self.writer, JsonlWriter)
+            self._write = self.writer.write_lines
+            self.decode = decode_lines
         self.latest: Callable[[], WalkState] | None = None
         self._last_commit = time.monotonic()
         self._closing = False
 
-    async def deliver(self, records: Records) -> None:
-        self.writer.write(records)
+    async def deliver(self, records: Items) -> None:
+        """One page of new orders: dicts, or JSON lines when ``decode`` is ``decode_lines``."""
+        self._write(records)
 
     async def on_page(self, state: Callable[[], WalkState]) -> None:
         """After each page: remember how to tell where the walk stands; commit about once a second."""
@@ -237,8 +251,13 @@ async def export(config: ExportConfig) -> dict[str, Any]:
         _write_report(config, report)
         return report
     resume = output.resumed.walk if output.resumed is not None else None
+    decode = output.decode if isinstance(output, _Output) else decode_page
     try:
-        async with _fetcher(config, counters) as fetcher, task_group() as tg, _fewer_collections():
+        async with (
+            _fetcher(config, counters, decode=decode) as fetcher,
+            task_group() as tg,
+            _fewer_collections(),
+        ):
             if config.progress:
                 tg.start_soon(_show_progress, counters)
             verdict = await _pipeline(

@@ -26,7 +26,7 @@ from exporter.errors import (
 )
 from exporter.ratelimit import RateLimiter
 from exporter.report import Counters
-from exporter.responses import Page, RawPage, decode_page
+from exporter.responses import Decode, Page, RawPage, decode_page
 from exporter.retry import backoff_delay, should_retry
 
 T = TypeVar("T")
@@ -35,7 +35,11 @@ _EXPIRED = 42  # Orange's code for expired (or revoked) credentials
 
 
 class Fetcher:
-    """Fetches pages and orders with the shared limiter, token and retry policy, counting as it goes."""
+    """Fetches pages and orders with the shared limiter, token and retry policy, counting as it goes.
+
+    ``decode`` turns every list page it gives (``page``, ``decoded``, ``refetch``) into orders: dicts
+    (``responses.decode_page``, the default), or JSON lines (``responses.decode_lines``) for an export that
+    writes JSONL and needs nothing else of the orders."""
 
     def __init__(
         self,
@@ -50,6 +54,7 @@ class Fetcher:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         rand: Callable[[], float] = random.random,
+        decode: Decode = decode_page,
     ) -> None:
         self._client = client
         self._auth = auth
@@ -63,6 +68,7 @@ class Fetcher:
         self._clock = clock
         self._sleep = sleep
         self._rand = rand
+        self._decode = decode
 
     async def page(self, offset: int, limit: int, *, filtered: bool = True, need_total: bool = False) -> Page:
         """The page at ``offset``, decoded (``filtered=False``: without the filters, to compare totals;
@@ -73,7 +79,7 @@ class Fetcher:
             raw = await self._client.get_page(
                 offset, limit, authorization, filters=filters, sort=self._sort, need_total=need_total
             )
-            page = decode_page(raw)
+            page = self._decode(raw)
             if filtered:
                 self._saw_total(raw)
             return page
@@ -99,12 +105,12 @@ class Fetcher:
     async def decoded(self, raw: RawPage, limit: int) -> Page:
         """``raw`` decoded; when its body turns out broken, the page fetched again (with retries)."""
         try:
-            return decode_page(raw)
+            return self._decode(raw)
         except BadResponse as exc:
             return await self.refetch(raw, limit, exc)
 
     async def refetch(self, raw: RawPage, limit: int, exc: BadResponse) -> Page:
-        """The page of ``raw``, whose body ``decode_page`` refused with ``exc``, fetched again."""
+        """The page of ``raw``, whose body the decoder refused with ``exc``, fetched again."""
         self._counters.retries += 1
         self._note(f"the page at offset {raw.offset}", exc, 0.0)
         return await self.page(raw.offset, limit)

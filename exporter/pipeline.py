@@ -36,7 +36,7 @@ from typing import Any
 import anyio
 
 from exporter.checkpoint import WalkState
-from exporter.errors import BadResponse, ExportError, IncompleteExport, UsageError
+from exporter.errors import ExportError, IncompleteExport, UsageError
 from exporter.fetch import Fetcher
 from exporter.plan import (
     WHOLE,
@@ -53,7 +53,7 @@ from exporter.plan import (
     reconcile_shard,
 )
 from exporter.report import Counters
-from exporter.responses import RawPage, decode_page
+from exporter.responses import Items, RawPage
 
 Records = list[dict[str, Any]]
 # Called after each page with a function that tells the walk's state (built only when a commit wants it).
@@ -71,18 +71,8 @@ RESUMED_COUNTERS = (
     "details_missing",
 )
 _MAX_BRIDGE_WINDOWS = 64
-Deliver = Callable[[Records], Awaitable[None]]
-
-
-def order_ids(items: Records) -> list[Any]:
-    """The ids of ``items``, hashable (an id that is a JSON object or array compares by its text); None
-    where an order has none."""
-    ids = [item.get("id") for item in items]
-    try:
-        set(ids)
-    except TypeError:
-        ids = [i if i is None or isinstance(i, str | int | float) else repr(i) for i in ids]
-    return ids
+# Takes each page's new orders, as the fetcher decoded them: dicts, or JSON lines (see ``responses.Items``).
+Deliver = Callable[[Items], Awaitable[None]]
 
 
 class RecentIds:
@@ -95,7 +85,7 @@ class RecentIds:
         self._pages: collections.deque[list[Any]] = collections.deque()
         self._held = 0
 
-    def fresh(self, items: Records, ids: list[Any], counters: Counters) -> Records:
+    def fresh(self, items: Items, ids: list[Any], counters: Counters) -> Items:
         """The orders of ``items`` (whose ids are ``ids``) not seen recently, in order; counts what it
         drops."""
         unique = set(ids)
@@ -131,7 +121,10 @@ class RecentIds:
 
 class _Walk:
     """The writer's side of the pipeline: takes pages in offset order, checks that each links to the one
-    before, bridges the ones that do not, and hands the new orders on."""
+    before, bridges the ones that do not, and hands the new orders on.
+
+    It reads nothing of an order but its id, given beside it (``Page.ids``): the orders may be dicts or
+    JSON lines, and are only sliced, counted and handed on, in step with their ids."""
 
     def __init__(
         self, fetcher: Fetcher, plan: Plan, deliver: Deliver, counters: Counters, horizon: int
@@ -182,9 +175,8 @@ class _Walk:
         if self.previous:
             self._recent.remember(self.previous)
 
-    async def accept(self, offset: int, items: Records) -> None:
-        """Take the page fetched at ``offset``."""
-        ids = order_ids(items)
+    async def accept(self, offset: int, items: Items, ids: list[Any]) -> None:
+        """Take the page fetched at ``offset``: its orders and their ids."""
         new, new_ids = items, ids
         if self.anchor_pending:
             # A shard's first page: its first order is the previous shard's last, which that shard writes;
@@ -209,8 +201,7 @@ class _Walk:
                 if items:
                     self.drift_seen = True
                     self._counters.links_broken += 1
-                new, ids, offset = await self._bridge(offset, items, ids)
-                new_ids = order_ids(new)
+                new, new_ids, ids, offset = await self._bridge(offset, items, ids)
         if ids:
             self.previous = ids
             self.last_offset = offset + len(ids) - 1
@@ -231,18 +222,20 @@ class _Walk:
             self._counters.tail_pages += 1
             offset = self.last_offset
             page = await self._fetcher.page(offset, self._plan.page_size)
-            await self.accept(offset, page.items)
+            await self.accept(offset, page.items, page.ids)
             self.next_offset = None
             await on_page(self.state)
 
-    async def _emit(self, items: Records, ids: list[Any]) -> None:
+    async def _emit(self, items: Items, ids: list[Any]) -> None:
         fresh = self._recent.fresh(items, ids, self._counters)
         if fresh:
             await self._deliver(fresh)
         self._counters.orders_written += len(fresh)
         self._counters.pages_done += 1
 
-    async def _bridge(self, offset: int, items: Records, ids: list[Any]) -> tuple[Records, list[Any], int]:
+    async def _bridge(
+        self, offset: int, items: Items, ids: list[Any]
+    ) -> tuple[Items, list[Any], list[Any], int]:
         """The orders between the previous page and this one, fetched afresh.
 
         This page does not hold the previous page's last order L, so it lies wholly before L (orders
@@ -250,7 +243,8 @@ class _Walk:
         rest back, or the server cut a page short). Find where the previous page's orders stand now, looking
         back, then forward; if this page's orders show up before them, the page adds nothing (skip it);
         else walk windows forward from L until this page's orders appear, or the collection ends. Returns
-        the orders to write, the ids the next page must link to, and the offset where those stood."""
+        the orders to write and their ids, the ids the next page must link to, and the offset where those
+        stood."""
         assert self.previous is not None
         plan, counters = self._plan, self._counters
         previous = set(self.previous)
@@ -258,7 +252,8 @@ class _Walk:
         # all have been closed meanwhile, but some earlier one is still there.
         walked: set[Any] = set()
         covered = _Either(walked, self._recent)
-        unchanged: tuple[Records, list[Any], int] = (
+        unchanged: tuple[Items, list[Any], list[Any], int] = (
+            [],
             [],
             self.previous,
             self.last_offset - len(self.previous) + 1,
@@ -270,11 +265,12 @@ class _Walk:
         start = next(probes)
         first_seen: int | None = None  # where this page's orders were first seen while looking for L
         located = False
-        bridged: Records = []
+        bridged: Items = []
+        bridged_ids: list[Any] = []
         for _ in range(_MAX_BRIDGE_WINDOWS):
             counters.bridge_requests += 1
-            window = (await self._fetcher.page(start, plan.page_size)).items
-            window_ids = order_ids(window)
+            page = await self._fetcher.page(start, plan.page_size)
+            window, window_ids = page.items, page.ids
             seen = first_position(window_ids, wanted, 0)
             if seen is not None and (first_seen is None or start + seen < first_seen):
                 first_seen = start + seen
@@ -291,12 +287,19 @@ class _Walk:
             meet = first_position(window_ids, wanted, anchor + 1)
             if meet is not None:
                 counters.orders_bridged += meet - anchor - 1
-                return bridged + window[anchor + 1 : meet] + items[wanted[window_ids[meet]] :], ids, offset
+                resume_at = wanted[window_ids[meet]]
+                return (
+                    bridged + window[anchor + 1 : meet] + items[resume_at:],
+                    bridged_ids + window_ids[anchor + 1 : meet] + ids[resume_at:],
+                    ids,
+                    offset,
+                )
             bridged += window[anchor + 1 :]
+            bridged_ids += window_ids[anchor + 1 :]
             counters.orders_bridged += len(window) - anchor - 1
             if len(window) < plan.page_size:
                 # The collection ends here and none of this page's orders are left in it: they were closed.
-                return bridged, window_ids, start
+                return bridged, bridged_ids, window_ids, start
             walked.update(window_ids)
             start += len(window) - 1
             probes = _probe_starts(start, plan.page_size)
@@ -367,7 +370,7 @@ async def run_pipeline(
             if ahead is not None:
                 ahead.keep(offsets if plan.page_size == page_size else range(0))
             if part.first:
-                await walk.accept(0, first.items)
+                await walk.accept(0, first.items, first.ids)
                 offsets = offsets[1:]
             walk.anchor_pending = part.anchored
             walk.next_offset = offsets.start if offsets else None
@@ -398,11 +401,8 @@ async def run_pipeline(
             return guessed if guessed is not None else await fetcher.raw_page(offset, plan.page_size)
 
         async def take(offset: int, raw: RawPage) -> None:
-            try:
-                items = decode_page(raw).items
-            except BadResponse as exc:  # a body broken after all: fetched again, with retries
-                items = (await fetcher.refetch(raw, plan.page_size, exc)).items
-            await walk.accept(offset, items)
+            page = await fetcher.decoded(raw, plan.page_size)  # a body broken after all: fetched again
+            await walk.accept(offset, page.items, page.ids)
             # Set only once the page is taken: a checkpoint made while accept() waits must not skip it.
             following = offset + offsets.step
             walk.next_offset = following if following < offsets.stop else None

@@ -94,8 +94,12 @@ class RateLimiter:
         """Sleep until ``start``; False as soon as the rate changes (at most ``_RECHECK`` late): turns
         reserved at a low rate must not keep their distant starts once the rate has grown."""
         schedule = self._schedule
-        while (now := self._clock()) < start:
-            await self._sleep(min(start - now, _RECHECK))
+        remaining = start - self._clock()
+        while remaining > 0:
+            # Through a pause in one sleep; past it, in steps short enough to notice a change of rate.
+            step = min(remaining, max(_RECHECK, self._paused_until - self._clock()))
+            await self._sleep(step)
+            remaining -= step
             if self._schedule != schedule:
                 return False
         return True

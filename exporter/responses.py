@@ -8,11 +8,12 @@ client stays a thin loop around I/O and property-based tests can throw anything 
 from __future__ import annotations
 
 import email.utils
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
+import simdjson
 
 from exporter.errors import (
     ApiError,
@@ -31,12 +32,19 @@ MAX_TOTAL = 10**12
 _SNIPPET = 160
 
 
+# A page's orders as decoded: dicts (``decode_page``), or each order's JSON text without a line end (bytes,
+# ``decode_lines``). The walk only slices, counts and hands them on: it reads ids from ``Page.ids``.
+Items = list[Any]
+
+
 @dataclass(frozen=True, slots=True)
 class Page:
-    """One list answer: its orders (objects), the total the server claimed, and the request id."""
+    """One list answer: its orders (objects, or their JSON lines), their ids (see ``order_ids``), the total
+    the server claimed, and the request id."""
 
     offset: int
-    items: list[dict[str, Any]]
+    items: Items
+    ids: list[Any]
     total: int | None
     request_id: str | None
 
@@ -107,8 +115,20 @@ def check_page(body: bytes, headers: Mapping[str, str], offset: int, *, need_tot
     return RawPage(offset=offset, body=body, total=total, request_id=request_id)
 
 
+def order_ids(items: list[dict[str, Any]]) -> list[Any]:
+    """The ids of ``items``, hashable (an id that is a JSON object or array compares by its text); None
+    where an order has none."""
+    ids = [item.get("id") for item in items]
+    try:
+        set(ids)
+    except TypeError:
+        ids = [i if i is None or isinstance(i, str | int | float) else repr(i) for i in ids]
+    return ids
+
+
 def decode_page(raw: RawPage) -> Page:
-    """The orders of a checked page; BadResponse if the body is not a JSON array of objects after all."""
+    """The orders of a checked page, as dicts; BadResponse if the body is not a JSON array of objects after
+    all."""
     request_id, offset = raw.request_id, raw.offset
     items = _decode(raw.body, request_id=request_id, offset=offset)
     if not isinstance(items, list):
@@ -129,7 +149,80 @@ def decode_page(raw: RawPage) -> Page:
             request_id=request_id,
             offset=offset,
         )
-    return Page(offset=offset, items=items, total=raw.total, request_id=request_id)
+    return Page(offset=offset, items=items, ids=order_ids(items), total=raw.total, request_id=request_id)
+
+
+# How a fetcher turns a checked page into orders: ``decode_page`` or ``decode_lines``.
+Decode = Callable[[RawPage], Page]
+_BOM = b"\xef\xbb\xbf"
+_PROXIES = (simdjson.Object, simdjson.Array)
+
+
+def decode_lines(raw: RawPage) -> Page:
+    """The orders of a checked page as JSON lines (for JSONL output): each order's minified JSON text as
+    simdjson prints it, without a line end, and their ids exactly as ``order_ids`` gives them for the same
+    orders decoded by ``decode_page`` (but for an order with two "id" keys, see ``_simd_lines``). No Python
+    object is built for an order, and none is encoded again.
+
+    A body simdjson refuses takes ``decode_page``'s path instead (orjson, then ``orjson.dumps`` per order):
+    simdjson refuses integers beyond 64 bits, which orjson reads as floats, so such a page is written as
+    before; and a body orjson refuses too is the same BadResponse as ``decode_page`` gives."""
+    # simdjson skips a leading byte order mark that orjson refuses (check_page refuses it before this).
+    if not raw.body.startswith(_BOM):
+        try:
+            found = _simd_lines(raw.body)
+        except (ValueError, RuntimeError):  # simdjson's errors: NUMBER_ERROR, BIGINT_ERROR, UTF8_ERROR...
+            found = None
+        if found is not None:
+            lines, ids = found
+            return Page(offset=raw.offset, items=lines, ids=ids, total=raw.total, request_id=raw.request_id)
+    # Refused, or not an array of objects: decode_page raises its BadResponse, or decodes what orjson takes.
+    page = decode_page(raw)
+    return Page(
+        offset=page.offset,
+        items=[orjson.dumps(item) for item in page.items],
+        ids=page.ids,
+        total=page.total,
+        request_id=page.request_id,
+    )
+
+
+def _simd_lines(body: bytes) -> tuple[list[bytes], list[Any]] | None:
+    """``body``'s orders as minified JSON and their ids, or None when it is not a JSON array of objects.
+
+    Everything happens between ``parse`` and the return: a ``simdjson.Parser`` refuses a new document while
+    proxies into the last one live, so none outlives this call, and each call has a parser of its own (as
+    cheap as reusing one: it allocates at ``parse`` either way), so even a proxy kept by a traceback cannot
+    block the next page.
+
+    An order with two "id" keys gets the first one's value here, where orjson keeps the last (its line keeps
+    both keys, as the API sent them): finding a second top-level "id" means looking at every key of every
+    order, which costs about as much as simdjson saves."""
+    parser = simdjson.Parser()
+    doc = parser.parse(body)
+    if type(doc) is not simdjson.Array:
+        del doc
+        return None
+    lines: list[bytes] = []
+    ids: list[Any] = []
+    element: Any = None
+    order_id: Any = None
+    for element in doc:
+        if type(element) is not simdjson.Object:
+            del element, doc
+            return None
+        order_id = element.get("id")
+        if isinstance(order_id, _PROXIES):
+            order_id = _id_text(order_id)
+        ids.append(order_id)
+        lines.append(element.mini)  # type: ignore[arg-type]  # bytes, whatever pysimdjson's stub says
+    del order_id, element, doc
+    return lines, ids
+
+
+def _id_text(value: simdjson.Object | simdjson.Array) -> str:
+    """An id that is a JSON object or array, hashable as ``order_ids`` makes it: the repr of its value."""
+    return repr(value.as_dict() if isinstance(value, simdjson.Object) else value.as_list())
 
 
 def parse_object(body: bytes, headers: Mapping[str, str]) -> dict[str, Any]:

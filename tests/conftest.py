@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from exporter import responses
 from exporter.config import Credentials, ExportConfig, RetryPolicy, Timeouts
 from tests.s3server import s3_server  # noqa: F401 -- the fixture, for every test module
 
@@ -23,3 +26,19 @@ def export_config(sandbox: Any, output: Path | str, **overrides: Any) -> ExportC
     }
     settings.update(overrides)
     return ExportConfig(**settings)
+
+
+@pytest.fixture
+def simd_pages(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many orders each page simdjson decoded held (``responses._simd_lines``, spied on)."""
+    decoded: list[int] = []
+    real = responses._simd_lines
+
+    def spy(body: bytes) -> tuple[list[bytes], list[Any]] | None:
+        found = real(body)
+        if found is not None:
+            decoded.append(len(found[0]))
+        return found
+
+    monkeypatch.setattr(responses, "_simd_lines", spy)
+    return decoded

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from exporter import export
+from exporter import export, open_orders
 from exporter.errors import ExportError
 from exporter.sandbox import Sandbox, SandboxConfig
 from exporter.sinks import FileSink
@@ -186,3 +187,42 @@ async def test_a_failure_while_finishing_gives_no_resume_advice(
     assert "Read-only file system" in str(failure.value)
     assert "--resume" not in str(failure.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("output", "options", "lines"),
+    [
+        ("orders.jsonl", {}, True),
+        ("orders.ndjson", {"sort": "-createdAt"}, True),
+        ("orders.jsonl", {"details": True}, False),
+        ("orders.csv", {}, False),
+        ("orders.parquet", {}, False),
+        ("dataset/", {}, False),
+    ],
+)
+async def test_only_jsonl_without_details_decodes_pages_into_lines(
+    tmp_path: Path, simd_pages: list[int], output: str, options: dict[str, Any], lines: bool
+) -> None:
+    """JSONL without --details: every list page goes through simdjson, and the file reads back exact; every
+    other output (details, CSV, Parquet, datasets) keeps the orders as dicts."""
+    out = f"{tmp_path / output}/" if output.endswith("/") else tmp_path / output
+    async with Sandbox(SandboxConfig(orders=2_000, seed=17)) as sb:
+        report = await export(export_config(sb, out, page_size=100, **options))
+        expected = sb.expected_records(sort=options.get("sort"))
+    assert report["complete"]
+    if lines:
+        assert len(simd_pages) == report["requests"], "every page, the first and the last reads too"
+        assert sum(simd_pages) >= 2_000
+        assert_export_matches(Path(out), "jsonl", expected)
+    else:
+        assert simd_pages == []
+
+
+async def test_open_orders_yields_dicts_whatever_the_output(tmp_path: Path, simd_pages: list[int]) -> None:
+    """The iterator API gives dicts even for a config whose output is JSONL."""
+    async with Sandbox(SandboxConfig(orders=300)) as sb:
+        async with open_orders(export_config(sb, tmp_path / "unused.jsonl", page_size=100)) as orders:
+            got = [order async for order in orders]
+        expected = sb.expected_records()
+    assert got == expected
+    assert simd_pages == []

@@ -286,3 +286,30 @@ async def test_integer_ids_and_odd_shapes_export_exactly(
     report = await export(hostile_config(base_url, out, page_size=10))
     assert report["complete"]
     assert_export_matches(out, fmt, orders)
+
+
+async def test_odd_pages_of_a_jsonl_export_read_back_as_orjson_reads_them(
+    scripted_server: tuple[str, list[Answer]], tmp_path: Path, simd_pages: list[int]
+) -> None:
+    """Ids that are objects, arrays, numbers or strings, escapes, spaces, and one order with an integer
+    beyond 64 bits: the pages holding it are decoded by orjson (its float), the others by simdjson; every
+    line reads back as orjson reads the order the server sent, once, in order."""
+    base_url, script = scripted_server
+    texts = []
+    for i in range(40):
+        order_id = [b'{"k": %d, "j": [1]}' % i, b'[%d, "x"]' % i, b"%d" % i, b'"o\\u00e9\\/%d"' % i][i % 4]
+        extra = b', "big": 18446744073709551616' if i == 18 else b', "n": %d.5e2' % i
+        texts.append(b'{ "id" : ' + order_id + b', "note": "caf\\u00e9 \\"%d\\"\\n"' % i + extra + b"}")
+
+    def answer(offset: int, limit: int) -> bytes:
+        body = b"[ " + b" ,\n".join(texts[offset : offset + limit]) + b" ]"
+        return _answer(body, {"X-Total-Count": str(len(texts))})
+
+    script.append(answer)
+    out = tmp_path / "orders.jsonl"
+    report = await export(hostile_config(base_url, out, page_size=10))
+    assert report["complete"]
+    assert [orjson.loads(line) for line in out.read_bytes().splitlines()] == [orjson.loads(t) for t in texts]
+    assert orjson.loads(out.read_bytes().splitlines()[18])["big"] == 1.8446744073709552e19
+    # The pages at offsets 0, 9, 18, 27 and 36: the two holding order 18 (9 and 18) went to orjson.
+    assert simd_pages == [10, 10, 4]

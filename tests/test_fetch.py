@@ -19,7 +19,7 @@ from exporter.errors import ApiKeyRefused, CredentialsRefused, IncompleteExport,
 from exporter.fetch import Fetcher
 from exporter.ratelimit import RateLimiter
 from exporter.report import Counters
-from exporter.responses import TokenAnswer
+from exporter.responses import RawPage, TokenAnswer, decode_lines
 from tests.fakes import FakeClock
 
 BASE = "http://api.test"
@@ -245,3 +245,27 @@ async def test_tokens_are_renewed_ahead_of_expiry() -> None:
     now[0] = 0.85
     assert await provider.header() == "Bearer b"
     assert "a" not in repr(provider).replace("fetched", "")
+
+
+async def test_a_lines_fetcher_decodes_every_page_into_lines(mocked: aioresponses, client: ApiClient) -> None:
+    """decode=decode_lines: pages come as JSON lines with their ids, a refetched page too (a body that turns
+    out broken at its turn is fetched again and decoded the same way)."""
+    token_ok(mocked)
+    mocked.get(LIST, status=200, body=PAGE, headers={"X-Total-Count": "2"})
+    mocked.get(LIST, status=200, body=PAGE, headers={"X-Total-Count": "2"})
+    counters = Counters()
+    fetcher = Fetcher(
+        client,
+        auth=TokenProvider(client.request_token),
+        limiter=RateLimiter(None),
+        policy=RetryPolicy(attempts=2, base_delay=0.0, max_delay=0.0),
+        counters=counters,
+        decode=decode_lines,
+    )
+    page = await fetcher.page(0, 100)
+    assert page.items == [b'{"id":"3-1"}', b'{"id":"3-2"}']
+    assert page.ids == ["3-1", "3-2"]
+    broken = RawPage(offset=0, body=b'[{"id":"3-1"},{"id":]', total=None, request_id=None)
+    again = await fetcher.decoded(broken, 100)
+    assert again.items == [b'{"id":"3-1"}', b'{"id":"3-2"}']
+    assert counters.retries == 1

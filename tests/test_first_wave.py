@@ -49,8 +49,8 @@ class Server:
             self.others_asked.set()
         return raw
 
-    async def refetch(self, raw: RawPage, limit: int, exc: Exception) -> Page:
-        raise AssertionError("no page is broken here")
+    async def decoded(self, raw: RawPage, limit: int) -> Page:
+        return decode_page(raw)
 
 
 async def export(server: Server, concurrency: int) -> tuple[list[Any], Counters, bool]:

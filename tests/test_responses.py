@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+from typing import Any
 
 import orjson
 import pytest
@@ -19,7 +20,20 @@ from exporter.errors import (
     ServerError,
     Unauthorized,
 )
-from exporter.responses import check_page, error_for, parse_page, parse_retry_after, parse_token, parse_total
+from exporter.responses import (
+    RawPage,
+    _simd_lines,
+    check_page,
+    decode_lines,
+    decode_page,
+    error_for,
+    order_ids,
+    parse_page,
+    parse_retry_after,
+    parse_token,
+    parse_total,
+)
+from exporter.sandbox.data import OrderFactory
 
 HEADERS = {"X-Total-Count": "2", "X-OAPI-Request-Id": "req-1"}
 
@@ -183,3 +197,133 @@ def test_the_cheap_check_agrees_with_stripping(body: bytes, pad: bytes) -> None:
         assert not looks_like_array
     else:
         assert looks_like_array
+
+
+# decode_lines: a page straight into JSON lines (simdjson), for JSONL exports. Whatever it gives must be what
+# decode_page gives: the same ids, lines that read back as the same orders, the same BadResponse.
+
+_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=12)
+)
+_JSON = st.recursive(
+    _SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=12,
+)
+_ORDER = st.builds(
+    lambda order_id, fields, has_id: ({"id": order_id} if has_id else {}) | fields,
+    _JSON,
+    st.dictionaries(st.text(max_size=8).filter(lambda key: key != "id"), _JSON, max_size=5),
+    st.booleans(),
+)
+
+
+def _raw(body: bytes, offset: int = 0) -> RawPage:
+    return RawPage(offset=offset, body=body, total=None, request_id="req-1")
+
+
+@given(st.lists(_ORDER, max_size=12), st.booleans())
+def test_lines_and_ids_are_those_of_the_dict_decoding(orders: list[dict[str, Any]], indent: bool) -> None:
+    """Property: for any page of objects (ids missing, null, numbers, strings, objects, arrays), simdjson
+    gives the ids order_ids gives on orjson's decoding, and lines that read back as the same orders."""
+    body = orjson.dumps(orders, option=orjson.OPT_INDENT_2 if indent else 0)
+    assert _simd_lines(body) is not None, "simdjson decodes this page: no fallback"
+    reference = decode_page(_raw(body))
+    page = decode_lines(_raw(body))
+    assert page.ids == reference.ids == order_ids(orders)
+    assert all(isinstance(line, bytes) and b"\n" not in line for line in page.items)
+    assert [orjson.loads(line) for line in page.items] == reference.items
+    assert (page.offset, page.total, page.request_id) == (0, None, "req-1")
+
+
+def test_ids_that_are_objects_or_arrays_compare_by_their_text() -> None:
+    """An object or array id: the same hashable text as order_ids makes, nested keys in their order; the
+    page after it still goes through simdjson (no proxy of the last page keeps the parser)."""
+    body = b'[{"id":{"b":[1,2.5,null],"a":{"c":true}}},{"id":["x",{"y":1}]},{"id":null},{"n":1},{"id":-7}]'
+    page = decode_lines(_raw(body))
+    assert page.ids == order_ids(orjson.loads(body))
+    assert page.ids == ["{'b': [1, 2.5, None], 'a': {'c': True}}", "['x', {'y': 1}]", None, None, -7]
+    assert _simd_lines(b'[{"id":"next"}]') == ([b'{"id":"next"}'], ["next"])
+
+
+def test_escapes_and_numbers_read_back_as_orjson_reads_them() -> None:
+    """Escaped characters come out as characters, numbers as the same values."""
+    body = (
+        rb'[ {"id" : "\u00e9\/\ud83d\ude80", "n": [1.0, 1E5, -0.0, 0.1e1, 18446744073709551615, -1.5e-7]} ]'
+    )
+    page = decode_lines(_raw(body))
+    assert page.items == ['{"id":"é/🚀","n":[1.0,100000.0,-0.0,1.0,18446744073709551615,-1.5e-07]}'.encode()]
+    assert [orjson.loads(line) for line in page.items] == orjson.loads(body)
+    assert page.ids == ["é/🚀"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'[{"id":1,"n":18446744073709551616},{"id":2}]',  # beyond 64 bits: orjson makes it a float
+        b'[{"id":-9223372036854775809}]',
+        b'[{"id":"a","n":123456789012345678901234567890}]',
+    ],
+)
+def test_a_page_simdjson_refuses_is_decoded_by_orjson_as_before(body: bytes) -> None:
+    """Integers orjson reads but simdjson refuses: the page takes the orjson path, lines by orjson.dumps."""
+    with pytest.raises((ValueError, RuntimeError)):
+        _simd_lines(body)
+    reference = decode_page(_raw(body))
+    page = decode_lines(_raw(body))
+    assert page.items == [orjson.dumps(order) for order in reference.items]
+    assert page.ids == reference.ids
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[1,2]",
+        b'[{"id":1},[{"id":2}]]',
+        b'[{"id":1},null]',
+        b'[{"id":1},"x",{"id":3}]',
+        b'[{"id":1},1.5]',
+        b'[{"id":1},true]',
+        b'{"id":"a"}',
+        b'"orders"',
+        b'[{"id":"a"},{"id"',  # cut short
+        b'[{"id":"a"},{"id":"b"]',
+        b'[{"id":"a"}] [',
+        b"\xef\xbb\xbf[]",  # a byte order mark: simdjson skips it, orjson refuses it
+        b'[{"id":"\xff"}]',
+        b'[{"id":1e400}]',
+        b"",
+    ],
+)
+def test_what_is_not_an_array_of_objects_is_the_same_bad_response(body: bytes) -> None:
+    """Non-object items, other documents, cut or invalid bodies: the very BadResponse decode_page raises."""
+    with pytest.raises(BadResponse) as expected:
+        decode_page(_raw(body, 300))
+    with pytest.raises(BadResponse) as caught:
+        decode_lines(_raw(body, 300))
+    assert str(caught.value) == str(expected.value)
+    assert "offset 300" in str(caught.value)
+
+
+def test_an_order_with_two_ids_keeps_both_and_links_by_the_first() -> None:
+    """The documented difference: the line keeps a duplicated key as the API sent it; the id is the first
+    one's (orjson keeps the last)."""
+    page = decode_lines(_raw(b'[{"id":1,"x":2,"id":3}]'))
+    assert page.items == [b'{"id":1,"x":2,"id":3}']
+    assert page.ids == [1]
+    assert decode_page(_raw(b'[{"id":1,"x":2,"id":3}]')).ids == [3]
+
+
+def test_the_sandbox_pages_come_out_byte_for_byte_as_orjson_wrote_them() -> None:
+    """Sandbox orders (quotes, tabs, newlines, accents, CJK, emoji, nested objects): each line is exactly
+    orjson.dumps of the order, as JSONL exports wrote them before."""
+    factory = OrderFactory(4, None)
+    orders = [factory.make(i) for i in range(300)]
+    body = orjson.dumps(orders)
+    page = decode_lines(_raw(body))
+    assert page.items == [orjson.dumps(order) for order in orders]
+    assert page.ids == [order["id"] for order in orders]

@@ -19,6 +19,7 @@ import pytest
 
 from exporter.sandbox import SandboxConfig, SandboxThread
 from tests.conftest import FORMATS, SUFFIX
+from tests.readback import read_jsonl
 
 ORDERS = 12_000
 PAGE = 100
@@ -122,6 +123,8 @@ def test_sigkill_then_resume_equals_an_uninterrupted_export(
     window = 4 * CONCURRENCY
     assert fetched <= remaining // (PAGE - 1) + 1 + window + 3, (fetched, remaining)
     assert same_output(out, reference[fmt], fmt)
+    if fmt == "jsonl":
+        assert read_jsonl(out) == sandbox.expected_records(), "every order as served, once, in order"
     assert not checkpoint_of(out).exists()
     assert not list(tmp_path.glob(".*partial*")), "no partial file left behind"
 

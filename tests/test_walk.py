@@ -2,42 +2,45 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
 from typing import Any
 
 import anyio
 import anyio.lowlevel
+import orjson
+import pytest
 
 from exporter.pipeline import _fan_out, _Walk
 from exporter.plan import Plan
 from exporter.report import Counters
-from exporter.responses import RawPage
+from exporter.responses import Page, RawPage, decode_lines, decode_page
 
 PAGE = 10
-
-
-@dataclass
-class Answer:
-    items: list[dict[str, Any]]
+# The walk sees orders as dicts, or as JSON lines for a JSONL export: it must work the same on both.
+DECODERS = pytest.mark.parametrize("lines", [False, True], ids=["dicts", "lines"])
 
 
 class Collection:
-    """A list of orders served by offset; tests change it between pages."""
+    """A list of orders served by offset, decoded as an export would (dicts, or JSON lines); tests change it
+    between pages."""
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, *, lines: bool = False) -> None:
         self.ids = [f"o{i:04d}" for i in range(n)]
         self.requests = 0
+        self.decode = decode_lines if lines else decode_page
 
-    async def page(self, offset: int, limit: int, **_: object) -> Answer:
+    async def page(self, offset: int, limit: int, **_: object) -> Page:
         self.requests += 1
-        return Answer([{"id": i} for i in self.ids[offset : offset + limit]])
+        body = orjson.dumps([{"id": i, "n": len(i)} for i in self.ids[offset : offset + limit]])
+        return self.decode(RawPage(offset, body, None, None))
 
 
 def make_walk(collection: Collection) -> tuple[_Walk, list[str]]:
     written: list[str] = []
 
-    async def deliver(records: list[dict[str, Any]]) -> None:
-        written.extend(r["id"] for r in records)
+    async def deliver(records: list[Any]) -> None:
+        for record in records:
+            written.append((orjson.loads(record) if isinstance(record, bytes) else record)["id"])
 
     plan = Plan(total=len(collection.ids), page_size=PAGE)
     walk = _Walk(collection, plan, deliver, Counters(), horizon=1_000)  # type: ignore[arg-type]
@@ -49,7 +52,7 @@ async def walk_all(collection: Collection, walk: _Walk, change_after: dict[int, 
     offsets = [0, *Plan(total=len(collection.ids), page_size=PAGE).offsets()]
     for index, offset in enumerate(offsets):
         page = await collection.page(offset, PAGE)
-        await walk.accept(offset, page.items)
+        await walk.accept(offset, page.items, page.ids)
         if index in change_after:
             change_after[index](collection.ids)
 
@@ -66,9 +69,10 @@ def assert_exact(written: list[str], stable: list[str]) -> None:
     assert [positions[i] for i in stable] == sorted(positions[i] for i in stable), "order kept"
 
 
-async def test_unchanged_pages_link_without_a_single_extra_request() -> None:
+@DECODERS
+async def test_unchanged_pages_link_without_a_single_extra_request(lines: bool) -> None:
     """A still collection: every page links through its overlap; no bridge, no tail beyond one page."""
-    collection = Collection(95)
+    collection = Collection(95, lines=lines)
     walk, written = make_walk(collection)
     await walk_all(collection, walk, {})
     assert written == collection.ids
@@ -76,9 +80,10 @@ async def test_unchanged_pages_link_without_a_single_extra_request() -> None:
     assert walk.proven
 
 
-async def test_a_closure_before_the_next_page_is_bridged() -> None:
+@DECODERS
+async def test_a_closure_before_the_next_page_is_bridged(lines: bool) -> None:
     """One order closed before page 2 is read: the order that slid back onto page 1 is not lost."""
-    collection = Collection(60)
+    collection = Collection(60, lines=lines)
     original = list(collection.ids)
     walk, written = make_walk(collection)
     await walk_all(collection, walk, {0: lambda ids: ids.remove("o0003")})
@@ -87,9 +92,10 @@ async def test_a_closure_before_the_next_page_is_bridged() -> None:
     assert walk._counters.bridge_requests >= 1
 
 
-async def test_many_closures_shift_more_than_a_page_back() -> None:
+@DECODERS
+async def test_many_closures_shift_more_than_a_page_back(lines: bool) -> None:
     """Twenty orders closed after the first page: the bridge looks back to find where it stopped."""
-    collection = Collection(80)
+    collection = Collection(80, lines=lines)
     closed = {f"o{i:04d}" for i in range(2, 40, 2)}
     stable = [i for i in collection.ids if i not in closed]
 
@@ -101,10 +107,11 @@ async def test_many_closures_shift_more_than_a_page_back() -> None:
     assert_exact(written, stable)
 
 
-async def test_insertions_push_a_page_wholly_before_the_previous_one() -> None:
+@DECODERS
+async def test_insertions_push_a_page_wholly_before_the_previous_one(lines: bool) -> None:
     """25 orders inserted at the front after page 1: page 2 lies before page 1's last order and is skipped;
     the next pages link again, nothing of the original list is lost."""
-    collection = Collection(70)
+    collection = Collection(70, lines=lines)
     stable = list(collection.ids)
     walk, written = make_walk(collection)
     inserted = [f"new{i:02d}" for i in range(25)]
@@ -113,18 +120,19 @@ async def test_insertions_push_a_page_wholly_before_the_previous_one() -> None:
     assert not set(written) & set(inserted[:10]), "orders inserted before what was read are not invented"
 
 
-async def test_a_page_cut_short_by_the_server_is_filled() -> None:
+@DECODERS
+async def test_a_page_cut_short_by_the_server_is_filled(lines: bool) -> None:
     """A server that answers one page with 6 of 10 orders: the next page does not link; the 4 come back."""
-    collection = Collection(50)
+    collection = Collection(50, lines=lines)
     walk, written = make_walk(collection)
     short = {"done": False}
     real_page = collection.page
 
-    async def flaky(offset: int, limit: int, **kw: object) -> Answer:
+    async def flaky(offset: int, limit: int, **kw: object) -> Page:
         answer = await real_page(offset, limit)
         if offset == 9 and not short["done"]:
             short["done"] = True
-            return Answer(answer.items[:6])
+            return dataclasses.replace(answer, items=answer.items[:6], ids=answer.ids[:6])
         return answer
 
     collection.page = flaky  # type: ignore[method-assign]

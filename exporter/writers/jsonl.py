@@ -1,8 +1,16 @@
-"""JSON Lines: one order per line, exactly the JSON object the API sent (orjson), UTF-8, ending in ``\\n``.
+"""JSON Lines: one order per line, the JSON object the API sent, minified, UTF-8, ending in ``\\n``.
 
 Nothing to infer and nothing that can arrive late: every field of every order is in its line. Zero orders
 give an empty file. A commit is a flush: its state is the bytes committed (always whole lines) and the
 orders count; a resume cuts the stream back to those bytes.
+
+An export without ``--details`` hands the writer lines (``write_lines``): simdjson's minified text of each
+order, taken from the list page without building Python objects (``responses.decode_lines``). That text is
+the same JSON value orjson would write (escapes such as ``\\u00e9`` or ``\\/`` come out as the characters;
+a number may be spelled otherwise, ``1e+15`` for ``1000000000000000.0``), with one difference: an order
+with a key twice keeps both, as the API sent them, where orjson keeps the last one only. A page simdjson
+refuses (an integer beyond 64 bits, which orjson reads as a float) is decoded by orjson and written by
+``orjson.dumps``, as every page was before. ``write`` (dicts, orjson) serves ``--details``.
 """
 
 from __future__ import annotations
@@ -63,6 +71,19 @@ class JsonlWriter:
             self._raw.drop()  # or the buffer would try again when it is collected
             raise ExportError(f"cannot write the JSONL output: {exc.strerror or exc}") from exc
         self.orders += len(records)
+
+    def write_lines(self, lines: list[bytes]) -> None:
+        """Write orders given as their JSON text, each without its line end (``responses.decode_lines``)."""
+        if not lines:
+            return
+        # One join per page (~1 µs for 100 orders): a write() per line costs ~10 µs more a page.
+        try:
+            self._buffer.write(b"\n".join(lines))
+            self._buffer.write(b"\n")
+        except OSError as exc:
+            self._raw.drop()
+            raise ExportError(f"cannot write the JSONL output: {exc.strerror or exc}") from exc
+        self.orders += len(lines)
 
     @classmethod
     def resume(cls, stream: BinaryIO, state: dict[str, Any]) -> JsonlWriter:

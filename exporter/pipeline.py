@@ -6,9 +6,10 @@ waiting for the plan when the server honours the page size.
 ``concurrency`` fetcher tasks take the offsets in order, each only after taking a slot of the reorder
 window; the writer side gives the slot back once the page is written. Pages can finish in any order, yet
 they are written strictly by offset, so the output equals a sequential walk, at most ``window`` pages wait
-in memory (as bytes, decoded only at their turn; no new fetch starts while they hold 32 MB, whatever the
-page size) whatever the total, and a slow writer holds the fetchers back. Because slots are taken in
-offset order, the page the writer waits for always holds one: the window cannot deadlock.
+in memory (as bytes, decoded only at their turn; no new fetch starts while they hold two rounds of pages,
+8 to 32 MiB, whatever the page size) whatever the total, and a slow writer holds the fetchers back.
+Because slots are taken in offset order, the page the writer waits for always holds one: the window cannot
+deadlock.
 
 Pages overlap by one order (see ``plan``). The writer side (``_Walk``) checks that each page holds the
 previous page's last order; when one does not (orders were closed or created in between, or the server
@@ -532,16 +533,18 @@ async def _fan_out(
     *,
     concurrency: int,
     window: int,
-    window_bytes: int = 32 << 20,
+    window_bytes: int | None = None,
 ) -> None:
     """Fetch ``offsets`` with ``concurrency`` tasks; ``emit`` each page in offset order. At most
-    ``window`` pages wait, and no new fetch starts while the waiting pages hold ``window_bytes``."""
+    ``window`` pages wait, and no new fetch starts while the waiting pages hold ``window_bytes`` (None: two
+    rounds of the largest page seen, within 8 to 32 MiB; see ``_window_budget``)."""
     if not offsets:
         return
     slots = anyio.Semaphore(window)
     todo = iter(offsets)
     done: dict[int, RawPage] = {}
     held = [0]  # bytes of the pages in `done`
+    budget = [window_bytes or _WINDOW_BYTES_MIN]
     drained: list[anyio.Event | None] = [None]  # set when the writer takes a page, for fetchers held back
     # The offset the writer side waits for, and the event that wakes it when that page arrives: pages
     # that arrive early wake nobody (most arrive out of order), and an event is made only for a wait.
@@ -557,7 +560,7 @@ async def _fan_out(
                 await slots.acquire()
             # Held back by the bytes waiting: the page the writer wants is never among the held back,
             # since offsets go out in order and every page before it has been written.
-            while held[0] > window_bytes:
+            while held[0] > budget[0]:
                 event = drained[0] = drained[0] or anyio.Event()
                 await event.wait()
             offset = next(todo, None)
@@ -566,6 +569,8 @@ async def _fan_out(
                 return
             page = done[offset] = await fetch(offset)
             held[0] += len(page.body)
+            if window_bytes is None:
+                budget[0] = _window_budget(budget[0], len(page.body), concurrency)
             if offset == wanted[0]:
                 wanted[1].set()
 
@@ -587,6 +592,18 @@ async def _fan_out(
             await emit(offset, page)
             del page  # its bytes go now, not when the next page replaces them
             slots.release()
+
+
+_WINDOW_BYTES_MIN = 8 << 20
+_WINDOW_BYTES_MAX = 32 << 20
+
+
+def _window_budget(budget: int, page_bytes: int, concurrency: int) -> int:
+    """The bytes the waiting pages may hold: two rounds of the largest page seen, so that a slow page
+    never idles the fetchers, within 8 to 32 MiB. When the writer is the slower side, the window stays full
+    whatever its size: 32 MiB of 500-order pages there made the heap grow with the length of the export
+    (CSV: peak RSS 57 MB at 100,000 orders, 65 MB at 1,000,000; 57 and 63 at 8 MiB)."""
+    return max(budget, min(_WINDOW_BYTES_MAX, 2 * concurrency * page_bytes))
 
 
 @contextlib.asynccontextmanager

@@ -10,7 +10,7 @@ import anyio.lowlevel
 import orjson
 import pytest
 
-from exporter.pipeline import _fan_out, _Walk
+from exporter.pipeline import _fan_out, _Walk, _window_budget
 from exporter.plan import Plan
 from exporter.report import Counters
 from exporter.responses import Page, RawPage, decode_lines, decode_page
@@ -163,3 +163,27 @@ async def test_the_window_holds_back_new_fetches_past_its_bytes() -> None:
     await _fan_out(range(40), fetch, emit, concurrency=concurrency, window=64, window_bytes=3 * size)
     assert written == list(range(40))
     assert most <= 3 + 1 + concurrency
+
+
+async def test_the_window_budget_is_two_rounds_of_the_largest_page_within_bounds() -> None:
+    """Without a fixed budget: at least 8 MiB, else two rounds of the largest page seen, at most 32 MiB."""
+    assert _window_budget(8 << 20, 45_000, 16) == 8 << 20  # small pages: the floor
+    assert _window_budget(8 << 20, 1 << 20, 16) == 32 << 20  # 2 x 16 x 1 MiB, capped
+    assert _window_budget(8 << 20, 400_000, 16) == 2 * 16 * 400_000
+    assert _window_budget(20 << 20, 45_000, 16) == 20 << 20  # never lower than a larger page made it
+    # Pages of 2 MiB, 4 fetchers, a slow writer: the budget becomes 16 MiB, 8 pages, and holds.
+    size, concurrency, waiting, most = 2 << 20, 4, set(), 0
+
+    async def fetch(offset: int) -> RawPage:
+        nonlocal most
+        await anyio.lowlevel.checkpoint()
+        waiting.add(offset)
+        most = max(most, len(waiting))
+        return RawPage(offset, b"x" * size, None, None)
+
+    async def emit(offset: int, page: RawPage) -> None:
+        waiting.discard(offset)
+        await anyio.sleep(0.001)
+
+    await _fan_out(range(40), fetch, emit, concurrency=concurrency, window=64)
+    assert 8 < most <= 8 + 1 + concurrency

@@ -140,10 +140,9 @@ async def test_a_page_cut_short_by_the_server_is_filled(lines: bool) -> None:
     assert written == collection.ids
 
 
-async def test_the_window_holds_back_new_fetches_past_its_bytes() -> None:
-    """Pages of 1 MB with a 3 MB budget: while the writer is slow, fetchers stop starting new pages, so
-    at most the budget plus the pages already in flight wait; every page is still written, in order."""
-    size, concurrency = 1 << 20, 4
+async def slow_writer_fan_out(size: int, concurrency: int, window_bytes: int | None) -> tuple[int, list[int]]:
+    """40 pages of ``size`` bytes through ``_fan_out`` to a slow writer: the most pages ever waiting
+    (fetched, not yet written), and the offsets written."""
     waiting: set[int] = set()
     most = 0
     written: list[int] = []
@@ -160,9 +159,16 @@ async def test_the_window_holds_back_new_fetches_past_its_bytes() -> None:
         written.append(offset)
         await anyio.sleep(0.001)  # a slow writer
 
-    await _fan_out(range(40), fetch, emit, concurrency=concurrency, window=64, window_bytes=3 * size)
+    await _fan_out(range(40), fetch, emit, concurrency=concurrency, window=64, window_bytes=window_bytes)
+    return most, written
+
+
+async def test_the_window_holds_back_new_fetches_past_its_bytes() -> None:
+    """Pages of 1 MB with a 3 MB budget: while the writer is slow, fetchers stop starting new pages, so
+    at most the budget plus the pages already in flight wait; every page is still written, in order."""
+    most, written = await slow_writer_fan_out(1 << 20, 4, 3 << 20)
     assert written == list(range(40))
-    assert most <= 3 + 1 + concurrency
+    assert most <= 3 + 1 + 4
 
 
 async def test_the_window_budget_is_two_rounds_of_the_largest_page_within_bounds() -> None:
@@ -172,18 +178,6 @@ async def test_the_window_budget_is_two_rounds_of_the_largest_page_within_bounds
     assert _window_budget(8 << 20, 400_000, 16) == 2 * 16 * 400_000
     assert _window_budget(20 << 20, 45_000, 16) == 20 << 20  # never lower than a larger page made it
     # Pages of 2 MiB, 4 fetchers, a slow writer: the budget becomes 16 MiB, 8 pages, and holds.
-    size, concurrency, waiting, most = 2 << 20, 4, set(), 0
-
-    async def fetch(offset: int) -> RawPage:
-        nonlocal most
-        await anyio.lowlevel.checkpoint()
-        waiting.add(offset)
-        most = max(most, len(waiting))
-        return RawPage(offset, b"x" * size, None, None)
-
-    async def emit(offset: int, page: RawPage) -> None:
-        waiting.discard(offset)
-        await anyio.sleep(0.001)
-
-    await _fan_out(range(40), fetch, emit, concurrency=concurrency, window=64)
-    assert 8 < most <= 8 + 1 + concurrency
+    most, written = await slow_writer_fan_out(2 << 20, 4, None)
+    assert written == list(range(40))
+    assert 8 < most <= 8 + 1 + 4

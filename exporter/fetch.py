@@ -99,8 +99,9 @@ class Fetcher:
         return await self._retrying(call, f"the page at offset {offset}")
 
     def _saw_total(self, raw: RawPage) -> None:
-        if raw.total is not None:
-            self.latest_total = raw.total
+        # None when the latest answer had none: then the end total must be read afresh, not taken from
+        # an earlier answer (a server may count only on its first page).
+        self.latest_total = raw.total
 
     async def decoded(self, raw: RawPage, limit: int) -> Page:
         """``raw`` decoded; when its body turns out broken, the page fetched again (with retries)."""

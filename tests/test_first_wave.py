@@ -22,9 +22,12 @@ class Server:
     """Serves ``n`` orders by offset, capping ``limit`` at ``cap``. With ``hold_first``, the first page is
     answered only once that many other pages have been asked for."""
 
-    def __init__(self, n: int, *, cap: int = 1000, hold_first: int = 0) -> None:
+    def __init__(
+        self, n: int, *, cap: int = 1000, hold_first: int = 0, counts_after_first: bool = True
+    ) -> None:
         self.ids = [f"o{i:04d}" for i in range(n)]
         self.cap = cap
+        self.counts_after_first = counts_after_first
         self.asked: list[tuple[int, int]] = []
         self.latest_total: int | None = None
         self.hold_first = hold_first
@@ -33,8 +36,9 @@ class Server:
     def _raw(self, offset: int, limit: int) -> RawPage:
         self.asked.append((offset, limit))
         items = [{"id": i} for i in self.ids[offset : offset + min(limit, self.cap)]]
-        self.latest_total = len(self.ids)
-        return RawPage(offset=offset, body=orjson.dumps(items), total=len(self.ids), request_id=None)
+        total = len(self.ids) if offset == 0 or self.counts_after_first else None
+        self.latest_total = total
+        return RawPage(offset=offset, body=orjson.dumps(items), total=total, request_id=None)
 
     async def page(self, offset: int, limit: int, **_: object) -> Page:
         if offset == 0 and self.hold_first:
@@ -106,3 +110,14 @@ async def test_a_collection_smaller_than_the_wave(n: int) -> None:
     assert complete
     assert written == server.ids
     assert counters.orders_written == n
+
+
+async def test_the_end_total_is_read_afresh_when_the_last_answer_had_none() -> None:
+    # A server that counts only on its first page: the walk's last answer carries no total, so the first
+    # page's (from the start) must not stand for the end.
+    server = Server(1005, counts_after_first=False)
+    written, counters, complete = await export(server, concurrency=8)
+    assert complete
+    assert written == server.ids
+    assert server.asked[-1] == (0, 1)  # read afresh, once the walk was done
+    assert counters.total_last == 1005

@@ -29,6 +29,7 @@ _PROBE_GROWTH = 1.01  # rate factor per quiet second once near it
 _NEAR = 0.9  # "near": this share of the limit last seen
 _TRUSTED_SPAN = 0.75  # seconds of successes before an achieved rate counts as the server's limit
 _MIN_RATE = 0.2  # requests/s: never slower than one request every 5 s
+_SETTLE = 0.1  # seconds after a pause during which answers still belong to the event that caused it
 _RECHECK = 0.1  # seconds: a waiter looks at least this often whether the rate changed
 _BACKOFF_BASE = 0.5  # seconds of pause for the first rate-limited answer without Retry-After
 _BACKOFF_MAX = 30.0
@@ -145,7 +146,7 @@ class RateLimiter:
                     self._limit_seen = target
                 self._new_rate(max(_MIN_RATE, target * _DECREASE))
             spacing = 2.0 / self._rate if self._rate is not None else 0.0
-            self._event_until = self._paused_until + max(0.5, spacing)
+            self._event_until = self._paused_until + max(_SETTLE, spacing)
             self._last_growth = self._event_until
         return pause
 

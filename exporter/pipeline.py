@@ -456,40 +456,43 @@ class _Ahead:
     ``count`` wasted requests when the collection is smaller than the wave or the server caps the page."""
 
     def __init__(self, tg: anyio.abc.TaskGroup, fetcher: Fetcher, page_size: int, count: int) -> None:
-        step = page_size - 1 if page_size > 1 else 1
-        self._scopes = {step * i: anyio.CancelScope() for i in range(1, count + 1)}
-        self._arrived = {offset: anyio.Event() for offset in self._scopes}
-        self._results: dict[int, RawPage | Exception] = {}
-        for offset in self._scopes:
-            tg.start_soon(self._fetch, fetcher, offset, page_size)
-
-    async def _fetch(self, fetcher: Fetcher, offset: int, page_size: int) -> None:
-        scope, arrived = self._scopes[offset], self._arrived[offset]
-        with scope:
-            try:
-                self._results[offset] = await fetcher.raw_page(offset, page_size)
-            except Exception as exc:  # kept for whoever takes the page; ignored if nobody does
-                self._results[offset] = exc
-        arrived.set()
+        step = Plan(total=0, page_size=page_size).step  # the plan's, if the page size asked for holds
+        self._guesses = {step * i: _Guess() for i in range(1, count + 1)}
+        for offset, guess in self._guesses.items():
+            tg.start_soon(guess.fetch, fetcher, offset, page_size)
 
     def keep(self, offsets: Container[int]) -> None:
         """Cancel the guesses that are not among the planned ``offsets``."""
-        for offset in list(self._scopes):
-            if offset not in offsets:
-                self._scopes.pop(offset).cancel()
-                self._arrived.pop(offset)
+        for offset in [offset for offset in self._guesses if offset not in offsets]:
+            self._guesses.pop(offset).scope.cancel()
 
     async def take(self, offset: int) -> RawPage | None:
         """The guessed page at ``offset`` (its fetch's error, raised), or None if it was not guessed."""
-        arrived = self._arrived.pop(offset, None)
-        if arrived is None:
+        guess = self._guesses.pop(offset, None)
+        if guess is None:
             return None
-        del self._scopes[offset]
-        await arrived.wait()
-        result = self._results.pop(offset)
-        if isinstance(result, Exception):
-            raise result
-        return result
+        await guess.arrived.wait()
+        if isinstance(guess.result, Exception):
+            raise guess.result
+        assert guess.result is not None  # set before `arrived`
+        return guess.result
+
+
+class _Guess:
+    """One page of the first wave: its fetch's scope (to cancel it), and its page or error once arrived."""
+
+    def __init__(self) -> None:
+        self.scope = anyio.CancelScope()
+        self.arrived = anyio.Event()
+        self.result: RawPage | Exception | None = None
+
+    async def fetch(self, fetcher: Fetcher, offset: int, page_size: int) -> None:
+        with self.scope:
+            try:
+                self.result = await fetcher.raw_page(offset, page_size)
+            except Exception as exc:  # kept for whoever takes the page; ignored if nobody does
+                self.result = exc
+        self.arrived.set()
 
 
 def _edges(

@@ -68,8 +68,7 @@ class JsonlWriter:
         try:
             self._buffer.writelines(map(_dumps_line, records))
         except OSError as exc:
-            self._raw.drop()  # or the buffer would try again when it is collected
-            raise ExportError(f"cannot write the JSONL output: {exc.strerror or exc}") from exc
+            raise self._failed(exc) from exc
         self.orders += len(records)
 
     def write_lines(self, lines: list[bytes]) -> None:
@@ -81,8 +80,7 @@ class JsonlWriter:
             self._buffer.write(b"\n".join(lines))
             self._buffer.write(b"\n")
         except OSError as exc:
-            self._raw.drop()
-            raise ExportError(f"cannot write the JSONL output: {exc.strerror or exc}") from exc
+            raise self._failed(exc) from exc
         self.orders += len(lines)
 
     @classmethod
@@ -119,8 +117,13 @@ class JsonlWriter:
             self._buffer.flush()
             self._stream.flush()
         except OSError as exc:
-            self._raw.drop()
-            raise ExportError(f"cannot write the JSONL output: {exc.strerror or exc}") from exc
+            raise self._failed(exc) from exc
+
+    def _failed(self, exc: OSError) -> ExportError:
+        """The error to raise for a failed write; what is buffered is dropped, or the buffer would try
+        again when it is collected."""
+        self._raw.drop()
+        return ExportError(f"cannot write the JSONL output: {exc.strerror or exc}")
 
     def abort(self) -> None:
         """Drop what is buffered; the stream is left alone."""

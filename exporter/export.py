@@ -145,7 +145,7 @@ class _Output:
             self.sink.keep() if self.resumed is not None else self.sink.abort()
             raise
         # JSONL without details needs nothing of an order but its text and its id: the pages are decoded
-        # straight into lines (simdjson), and the writer writes them as they are.
+        # straight into lines (simdjson, msgspec), and the writer writes them as they are.
         self._write: Callable[[Items], None] = self.writer.write
         self.decode: Decode = decode_page
         if self.format == "jsonl" and not config.details:

@@ -250,15 +250,42 @@ def test_ids_that_are_objects_or_arrays_compare_by_their_text() -> None:
     assert _simd_lines(b'[{"id":"next"}]') == ([b'{"id":"next"}'], ["next"])
 
 
-def test_escapes_and_numbers_read_back_as_orjson_reads_them() -> None:
-    """Escaped characters come out as characters, numbers as the same values."""
+def test_a_one_line_body_gives_each_order_as_sent() -> None:
+    """A body on one line: each line is the order's own bytes, escapes, spaces and numbers as sent; they
+    read back as orjson reads them."""
     body = (
-        rb'[ {"id" : "\u00e9\/\ud83d\ude80", "n": [1.0, 1E5, -0.0, 0.1e1, 18446744073709551615, -1.5e-7]} ]'
+        rb'[ {"id" : "\u00e9\/\ud83d\ude80", "n": [1.0, 1E5, -0.0, 0.1e1, 18446744073709551615, -1.5e-7]} ,'
+        rb'{"id":"b","s":"},{\"id\":\"c\"}"}]'
     )
     page = decode_lines(_raw(body))
-    assert page.items == ['{"id":"é/🚀","n":[1.0,100000.0,-0.0,1.0,18446744073709551615,-1.5e-07]}'.encode()]
+    assert page.items == [
+        rb'{"id" : "\u00e9\/\ud83d\ude80", "n": [1.0, 1E5, -0.0, 0.1e1, 18446744073709551615, -1.5e-7]}',
+        rb'{"id":"b","s":"},{\"id\":\"c\"}"}',
+    ]
+    assert page.ids == ["\u00e9/\U0001f680", "b"]
     assert [orjson.loads(line) for line in page.items] == orjson.loads(body)
-    assert page.ids == ["é/🚀"]
+
+
+def test_a_body_on_several_lines_gives_each_order_minified() -> None:
+    """A body with line breaks (an order's bytes may span lines): simdjson's minified text of each order,
+    escaped characters as characters, numbers as the same values."""
+    body = (
+        b'[\r\n {"id" : "\\u00e9\\/\\ud83d\\ude80",\n'
+        b'  "n": [1.0, 1E5, -0.0, 0.1e1, 18446744073709551615, -1.5e-7]}\n]'
+    )
+    page = decode_lines(_raw(body))
+    minified = '{"id":"\u00e9/\U0001f680","n":[1.0,100000.0,-0.0,1.0,18446744073709551615,-1.5e-07]}'
+    assert page.items == [minified.encode()]
+    assert [orjson.loads(line) for line in page.items] == orjson.loads(body)
+
+
+def test_nesting_too_deep_to_cut_out_is_minified() -> None:
+    """An order nested deeper than msgspec goes but within simdjson's limit: its line is simdjson's text."""
+    nested = b"[" * 1000 + b"]" * 1000
+    body = b'[{"id":"a","x":' + nested + b'},{"id":"b"}]'
+    page = decode_lines(_raw(body))
+    assert page.items == [b'{"id":"a","x":' + nested + b"}", b'{"id":"b"}']
+    assert page.ids == ["a", "b"]
 
 
 @pytest.mark.parametrize(

@@ -1,16 +1,17 @@
-"""JSON Lines: one order per line, the JSON object the API sent, minified, UTF-8, ending in ``\\n``.
+"""JSON Lines: one order per line, the JSON object the API sent, UTF-8, ending in ``\\n``.
 
 Nothing to infer and nothing that can arrive late: every field of every order is in its line. Zero orders
 give an empty file. A commit is a flush: its state is the bytes committed (always whole lines) and the
 orders count; a resume cuts the stream back to those bytes.
 
-An export without ``--details`` hands the writer lines (``write_lines``): simdjson's minified text of each
-order, taken from the list page without building Python objects (``responses.decode_lines``). That text is
-the same JSON value orjson would write (escapes such as ``\\u00e9`` or ``\\/`` come out as the characters;
-a number may be spelled otherwise, ``1e+15`` for ``1000000000000000.0``), with one difference: an order
-with a key twice keeps both, as the API sent them, where orjson keeps the last one only. A page simdjson
-refuses (an integer beyond 64 bits, which orjson reads as a float) is decoded by orjson and written by
-``orjson.dumps``, as every page was before. ``write`` (dicts, orjson) serves ``--details``.
+An export without ``--details`` hands the writer lines (``write_lines``), taken from the list page without
+building Python objects (``responses.decode_lines``): each order's bytes as the API sent them when the page
+is on one line, else simdjson's minified text of the order (escapes such as ``\\u00e9`` or ``\\/`` come
+out as the characters; a number may be spelled otherwise, ``1e+15`` for ``1000000000000000.0``). Either way
+the same JSON value orjson would write, with one difference: an order with a key twice keeps both, as the
+API sent them, where orjson keeps the last one only. A page simdjson refuses (an integer beyond 64 bits,
+which orjson reads as a float) is decoded by orjson and written by ``orjson.dumps``, as every page was
+before. ``write`` (dicts, orjson) serves ``--details``.
 """
 
 from __future__ import annotations

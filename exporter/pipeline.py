@@ -196,6 +196,17 @@ class _Walk:
                 self._recent.remember(self.previous)
         if not self.proven or None in ids:
             self.proven = False
+            if (
+                self.previous
+                and ids
+                and offset == self.last_offset
+                and self.previous[-1] is None
+                and ids[0] is None
+            ):
+                # No chain to check, but this page starts where the previous one ended: its first order is
+                # that page's last, the overlap. Without an id the duplicate horizon cannot drop it, so it
+                # goes by position (an order with an id is left to the horizon, which also sees drift).
+                new, new_ids = new[1:], new_ids[1:]
         elif self.previous is not None:
             start = continuation(self.previous, ids)
             if start is not None:

@@ -218,6 +218,36 @@ async def test_orders_without_ids_are_written_and_counted(
     assert [orjson.loads(line) for line in out.read_bytes().splitlines()][1] == {"name": "no id"}
 
 
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("missing", ["all", "some"])
+async def test_orders_without_ids_across_pages_are_written_once(
+    scripted_server: tuple[str, list[Answer]], tmp_path: Path, fmt: str, missing: str
+) -> None:
+    """Orders without an id (absent or null) on many pages, some where consecutive pages overlap: each is
+    written once, in order, and the export is complete by its count (the overlap is not written twice)."""
+    from tests.readback import assert_export_matches
+
+    base_url, script = scripted_server
+    orders: list[dict[str, object]] = []
+    for i in range(23):
+        order: dict[str, object] = {"n": i, "note": f"order {i}"}
+        if missing == "some" and i % 3:
+            order["id"] = f"o{i}"
+        elif i % 2:
+            order["id"] = None
+        orders.append(order)
+
+    def answer(offset: int, limit: int) -> bytes:
+        return _answer(orjson.dumps(orders[offset : offset + limit]), {"X-Total-Count": str(len(orders))})
+
+    script.append(answer)
+    out = tmp_path / f"orders{SUFFIX[fmt]}"
+    report = await export(hostile_config(base_url, out, page_size=4, format=fmt))
+    assert report["complete"], report["reason"]
+    assert report["orders_written"] == len(orders)
+    assert_export_matches(out, fmt, orders)
+
+
 async def test_a_server_that_stops_answering_past_an_offset_is_not_complete(
     scripted_server: tuple[str, list[Answer]], tmp_path: Path
 ) -> None:

@@ -69,6 +69,7 @@ async def _fetcher(
             filters=config.filters,
             sort=config.sort,
             decode=decode,
+            secrets=config.credentials.secrets(),
         )
 
 

@@ -17,12 +17,14 @@ from exporter.auth import TokenProvider
 from exporter.client import ApiClient
 from exporter.config import RetryPolicy
 from exporter.errors import (
+    ApiError,
     BadResponse,
     CredentialsRefused,
     IncompleteExport,
     RateLimited,
     RetryableError,
     Unauthorized,
+    redact,
 )
 from exporter.ratelimit import RateLimiter
 from exporter.report import Counters
@@ -55,8 +57,10 @@ class Fetcher:
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         rand: Callable[[], float] = random.random,
         decode: Decode = decode_page,
+        secrets: Sequence[str] = (),
     ) -> None:
         self._client = client
+        self._secrets = tuple(secrets)
         self._auth = auth
         self._limiter = limiter
         self._policy = policy
@@ -133,9 +137,13 @@ class Fetcher:
             await limiter.acquire()
             authorization = ""
             try:
-                authorization = await self._auth.header()
-                counters.requests += 1
-                result = await call(authorization)
+                try:
+                    authorization = await self._auth.header()
+                    counters.requests += 1
+                    result = await call(authorization)
+                except ApiError as exc:
+                    self._scrub(exc)
+                    raise
             except Unauthorized as exc:
                 counters.token_refused += 1
                 if just_renewed:
@@ -153,7 +161,11 @@ class Fetcher:
                 just_renewed = True
                 counters.retries += 1
                 self._note(what, exc, 0.0)
-                await self._auth.refused(authorization)
+                try:
+                    await self._auth.refused(authorization)
+                except ApiError as refused:
+                    self._scrub(refused)
+                    raise
                 continue
             except RateLimited as exc:
                 just_renewed = False
@@ -180,6 +192,14 @@ class Fetcher:
                 continue
             limiter.on_success()
             return result
+
+    def _scrub(self, exc: ApiError) -> None:
+        """Take the secrets out of the words of ``exc`` before anyone logs, shows or reports them: the
+        server's message and description may quote what it was sent (an API key, a token)."""
+        secrets = [*self._secrets, *self._auth.recent_tokens()]
+        exc.message = redact(exc.message, secrets)
+        if exc.description:
+            exc.description = redact(exc.description, secrets)
 
     @staticmethod
     def _note(what: str, exc: Exception, delay: float) -> None:

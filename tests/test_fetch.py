@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import base64
 import email.utils
+import logging
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
 
 import anyio
 import orjson
 import pytest
-from aioresponses import aioresponses
+from aioresponses import CallbackResult, aioresponses
 
+from exporter import export
 from exporter.auth import TokenProvider
 from exporter.client import ApiClient
-from exporter.config import Credentials, RetryPolicy
+from exporter.config import Credentials, ExportConfig, RetryPolicy
 from exporter.errors import ApiKeyRefused, CredentialsRefused, IncompleteExport, RequestRejected
 from exporter.fetch import Fetcher
 from exporter.ratelimit import RateLimiter
@@ -269,3 +274,78 @@ async def test_a_lines_fetcher_decodes_every_page_into_lines(mocked: aioresponse
     again = await fetcher.decoded(broken, 100)
     assert again.items == [b'{"id":"3-1"}', b'{"id":"3-2"}']
     assert counters.retries == 1
+
+
+def _export_config(tmp_path: Path, **overrides: object) -> ExportConfig:
+    settings: dict[str, object] = {
+        "credentials": CREDS,
+        "base_url": BASE,
+        "output": str(tmp_path / "o.jsonl"),
+        "report_path": str(tmp_path / "r.json"),
+        "retry": RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.02),
+    }
+    settings.update(overrides)
+    return ExportConfig(**settings)  # type: ignore[arg-type]
+
+
+def _basic() -> str:
+    return base64.b64encode(f"{CREDS.client_id}:{CREDS.client_secret}".encode()).decode()
+
+
+async def test_secrets_a_gateway_echoes_reach_no_error_log_or_report(
+    mocked: aioresponses, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A gateway whose answers quote the API key and the bearer token they got (a 401 first, then a 403):
+    the error, the log at -v and the --report name neither."""
+    token_ok(mocked, token="tok-echoed-0001")
+    token_ok(mocked, token="tok-echoed-0002")
+
+    def echo(status: int, code: int) -> Callable[..., CallbackResult]:
+        def answer(url: object, **kwargs: Any) -> CallbackResult:
+            headers = kwargs["headers"]
+            body = {
+                "code": code,
+                "message": f"refused key {headers['X-Api-Key']}",
+                "description": f"you sent {headers['Authorization']}",
+            }
+            return CallbackResult(status=status, body=orjson.dumps(body))
+
+        return answer
+
+    mocked.get(LIST, callback=echo(401, 42))
+    mocked.get(LIST, callback=echo(403, 52), repeat=True)
+    caplog.set_level(logging.INFO, logger="exporter")
+    with pytest.raises(ApiKeyRefused) as caught:
+        await export(_export_config(tmp_path, concurrency=1))
+    shown = str(caught.value)
+    assert "refused key" in shown
+    for text in (shown, caplog.text, (tmp_path / "r.json").read_text()):
+        for secret in ("tok-echoed-0001", "tok-echoed-0002", CREDS.api_key):
+            assert secret not in text
+
+
+async def test_a_token_answer_cut_short_is_not_quoted(mocked: aioresponses, tmp_path: Path) -> None:
+    """A 200 token answer cut after the token: retried, then exit 5 naming the token endpoint, without
+    quoting the body that holds the token; a 401 that quotes the Basic credential does not show it."""
+    mocked.post(
+        TOKEN_URL,
+        status=200,
+        body=b'{"token_type": "Bearer", "access_token": "tok-cut-0003", "exp',
+        repeat=True,
+    )
+    with pytest.raises(IncompleteExport) as caught:
+        await export(_export_config(tmp_path, concurrency=1))
+    assert "token" in str(caught.value)
+    assert "tok-cut-0003" not in str(caught.value) + (tmp_path / "r.json").read_text()
+
+    mocked.clear()
+    mocked.post(
+        TOKEN_URL,
+        status=401,
+        body=orjson.dumps({"error": "invalid_client", "error_description": f"bad Basic {_basic()}"}),
+        repeat=True,
+    )
+    with pytest.raises(CredentialsRefused) as refused:
+        await export(_export_config(tmp_path, concurrency=1))
+    assert "invalid_client" in str(refused.value)
+    assert _basic() not in str(refused.value) + (tmp_path / "r.json").read_text()

@@ -210,6 +210,11 @@ class _Walk:
         elif self.previous is not None:
             start = continuation(self.previous, ids)
             if start is not None:
+                if start - 1 != self.last_offset - offset:
+                    # Linked, but the previous page's last order is not where the offsets put it: orders
+                    # were created or closed before it. The totals may still agree (as many created as
+                    # closed), so this is the only sign that a count short of them is drift, not loss.
+                    self.drift_seen = True
                 new, new_ids = items[start:], ids[start:]
             elif not items and self.ended:
                 pass  # past the end of the collection, as the previous page already said

@@ -133,11 +133,16 @@ class Fetcher:
         started = self._clock()
         failures = 0
         just_renewed = False
+        stale: str | None = None  # a refused Authorization, to renew before the next try
         while True:
             await limiter.acquire()
             authorization = ""
             try:
                 try:
+                    if stale is not None:
+                        # Inside the try: a renewal that fails (429, 5xx, a reset) is retried like a request.
+                        await self._auth.refused(stale)
+                        stale = None
                     authorization = await self._auth.header()
                     counters.requests += 1
                     result = await call(authorization)
@@ -161,14 +166,10 @@ class Fetcher:
                 just_renewed = True
                 counters.retries += 1
                 self._note(what, exc, 0.0)
-                try:
-                    await self._auth.refused(authorization)
-                except ApiError as refused:
-                    self._scrub(refused)
-                    raise
+                stale = authorization
                 continue
             except RateLimited as exc:
-                just_renewed = False
+                just_renewed = just_renewed and stale is not None  # the renewal itself was refused
                 counters.rate_limited += 1
                 pause = limiter.on_rate_limited(exc.retry_after)
                 if self._clock() - started + pause >= policy.deadline:
@@ -179,7 +180,7 @@ class Fetcher:
                 self._note(what, exc, pause)
                 continue
             except RetryableError as exc:
-                just_renewed = False
+                just_renewed = just_renewed and stale is not None
                 failures += 1
                 delay = backoff_delay(policy, failures, self._rand(), exc.retry_after)
                 if not should_retry(policy, exc, failures, self._clock() - started, delay):

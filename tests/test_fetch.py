@@ -158,6 +158,37 @@ async def test_a_revocation_racing_the_renewal_is_retried(mocked: aioresponses, 
     assert counters.token_refused == 2
 
 
+@pytest.mark.parametrize(
+    ("status", "body", "headers"),
+    [
+        (429, b'{"code": 53, "message": "Too many requests"}', {"Retry-After": "2"}),
+        (503, b"<html>busy</html>", {}),
+    ],
+)
+async def test_a_renewal_that_fails_for_a_while_is_retried(
+    mocked: aioresponses, client: ApiClient, status: int, body: bytes, headers: dict[str, str]
+) -> None:
+    """401 code 42 mid-run, and the token endpoint (rate limited at about 50 a minute) answers the renewal
+    with a 429 or a 503: the renewal is retried like any request, then the page comes with the new token
+    (it used to end the export at once with exit 5)."""
+    token_ok(mocked, token="tok-1")
+    mocked.post(TOKEN_URL, status=status, body=body, headers=headers)
+    token_ok(mocked, token="tok-2")
+    mocked.get(LIST, status=401, body=orjson.dumps({"code": 42, "message": "Expired credentials"}))
+    mocked.get(LIST, status=200, body=PAGE, headers={"X-Total-Count": "2"})
+    counters = Counters()
+    page = await make_fetcher(client, Sleeps(), counters).page(0, 100)
+    assert page.total == 2
+    sent = [
+        call.kwargs["headers"]["Authorization"]
+        for key, calls in mocked.requests.items()
+        if key[0] == "GET"
+        for call in calls
+    ]
+    assert sent == ["Bearer tok-1", "Bearer tok-2"]
+    assert counters.retries == 2
+
+
 async def test_wrong_api_key_is_not_retried(mocked: aioresponses, client: ApiClient) -> None:
     """403 code 52: ApiKeyRefused at once, a single request made."""
     token_ok(mocked)

@@ -180,8 +180,10 @@ class _Walk:
         if self.previous:
             self._recent.remember(self.previous)
 
-    async def accept(self, offset: int, items: Items, ids: list[Any]) -> None:
-        """Take the page fetched at ``offset``: its orders and their ids."""
+    async def accept(self, offset: int, items: Items, ids: list[Any], total: int | None = None) -> None:
+        """Take the page fetched at ``offset``: its orders, their ids, and the X-Total-Count it came with
+        (None: none, or unknown)."""
+        fetched_at = offset
         new, new_ids = items, ids
         if self.anchor_pending:
             # A shard's first page: its first order is the previous shard's last, which that shard writes;
@@ -226,7 +228,7 @@ class _Walk:
         if ids:
             self.previous = ids
             self.last_offset = offset + len(ids) - 1
-        self.ended = len(items) < self._plan.page_size
+        self.ended = _ends(fetched_at, len(items), self._plan.page_size, total)
         await self._emit(new, new_ids)
 
     async def follow_tail(self, limit: int, on_page: OnPage) -> None:
@@ -243,7 +245,7 @@ class _Walk:
             self._counters.tail_pages += 1
             offset = self.last_offset
             page = await self._fetcher.page(offset, self._plan.page_size)
-            await self.accept(offset, page.items, page.ids)
+            await self.accept(offset, page.items, page.ids, page.total)
             self.next_offset = None
             await on_page(self.state)
 
@@ -318,7 +320,7 @@ class _Walk:
             bridged += window[anchor + 1 :]
             bridged_ids += window_ids[anchor + 1 :]
             counters.orders_bridged += len(window) - anchor - 1
-            if len(window) < plan.page_size:
+            if _ends(start, len(window), plan.page_size, page.total):
                 # The collection ends here and none of this page's orders are left in it: they were closed.
                 return bridged, bridged_ids, window_ids, start
             walked.update(window_ids)
@@ -329,6 +331,17 @@ class _Walk:
             f"orders moved faster than the export could follow near offset {offset}: could not link the page "
             "there to the one before it"
         )
+
+
+def _ends(offset: int, count: int, page_size: int, total: int | None) -> bool:
+    """Whether an answer of ``count`` orders from ``offset`` reached the end of the collection: it is short
+    of the page size, and its own X-Total-Count counts no order past it (or it has none, or it brought no
+    more than the overlap). A server that cuts later pages shorter than the first (a cap that varies) sends
+    short answers long before the end: taken for the end, they ended the walk there, and what the bridge
+    had not found was taken for closed."""
+    if count >= page_size:
+        return False
+    return total is None or offset + count >= total or count <= 1
 
 
 class _Either:
@@ -391,7 +404,7 @@ async def run_pipeline(
             if ahead is not None:
                 ahead.keep(offsets if plan.page_size == page_size else range(0))
             if part.first:
-                await walk.accept(0, first.items, first.ids)
+                await walk.accept(0, first.items, first.ids, first.total)
                 offsets = offsets[1:]
             walk.anchor_pending = part.anchored
             walk.next_offset = offsets.start if offsets else None
@@ -423,7 +436,7 @@ async def run_pipeline(
 
         async def take(offset: int, raw: RawPage) -> None:
             page = await fetcher.decoded(raw, plan.page_size)  # a body broken after all: fetched again
-            await walk.accept(offset, page.items, page.ids)
+            await walk.accept(offset, page.items, page.ids, page.total)
             # Set only once the page is taken: a checkpoint made while accept() waits must not skip it.
             following = offset + offsets.step
             walk.next_offset = following if following < offsets.stop else None

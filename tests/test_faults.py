@@ -248,6 +248,30 @@ async def test_orders_without_ids_across_pages_are_written_once(
     assert_export_matches(out, fmt, orders)
 
 
+@pytest.mark.parametrize("fmt", FORMATS)
+async def test_a_cap_on_later_pages_shorter_than_the_first_page_loses_nothing(
+    scripted_server: tuple[str, list[Answer]], tmp_path: Path, fmt: str
+) -> None:
+    """The first page honours the page size, every later answer is cut to 4 orders (a cap that varies),
+    X-Total-Count right on each: short answers are not the end of the collection while their own count
+    says more follow. Every order once, in order (it used to write 13 of 60 and call that complete)."""
+    from tests.readback import assert_export_matches
+
+    base_url, script = scripted_server
+    orders = [{"id": f"o{i:03d}", "n": i} for i in range(60)]
+
+    def answer(offset: int, limit: int) -> bytes:
+        size = limit if offset == 0 else min(limit, 4)
+        return _answer(orjson.dumps(orders[offset : offset + size]), {"X-Total-Count": str(len(orders))})
+
+    script.append(answer)
+    out = tmp_path / f"orders{SUFFIX[fmt]}"
+    report = await export(hostile_config(base_url, out, page_size=10, concurrency=4))
+    assert report["complete"], report["reason"]
+    assert report["orders_written"] == len(orders)
+    assert_export_matches(out, fmt, orders)
+
+
 async def test_a_server_that_stops_answering_past_an_offset_is_not_complete(
     scripted_server: tuple[str, list[Answer]], tmp_path: Path
 ) -> None:

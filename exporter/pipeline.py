@@ -180,9 +180,11 @@ class _Walk:
         if self.previous:
             self._recent.remember(self.previous)
 
-    async def accept(self, offset: int, items: Items, ids: list[Any], total: int | None = None) -> None:
+    async def accept(
+        self, offset: int, items: Items, ids: list[Any], total: int | None = None, *, again: bool = False
+    ) -> None:
         """Take the page fetched at ``offset``: its orders, their ids, and the X-Total-Count it came with
-        (None: none, or unknown)."""
+        (None: none, or unknown); ``again``: it was fetched a second time, having come back empty."""
         fetched_at = offset
         new, new_ids = items, ids
         if self.anchor_pending:
@@ -220,6 +222,15 @@ class _Walk:
                 new, new_ids = items[start:], ids[start:]
             elif not items and self.ended:
                 pass  # past the end of the collection, as the previous page already said
+            elif not items and total is not None and offset < total and not again:
+                # Empty, though its own count says orders stand here: a glitch is likelier than every order
+                # from the previous page's last on closed at once. Asked again once: bridged as it is, with
+                # no order of its own to meet, it walked windows to the end of the collection (64 at most,
+                # then exit 5, "orders moved faster than the export could follow").
+                self._counters.retries += 1
+                page = await self._fetcher.page(offset, self._plan.page_size)
+                await self.accept(offset, page.items, page.ids, page.total, again=True)
+                return
             else:
                 if items:
                     self.drift_seen = True

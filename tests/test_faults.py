@@ -272,6 +272,32 @@ async def test_a_cap_on_later_pages_shorter_than_the_first_page_loses_nothing(
     assert_export_matches(out, fmt, orders)
 
 
+async def test_an_empty_page_in_the_middle_is_asked_again(
+    scripted_server: tuple[str, list[Answer]], tmp_path: Path
+) -> None:
+    """One answer mid-collection comes back as an empty array, its X-Total-Count saying 1,000 orders: it is
+    asked again, and the export is exact (it used to walk bridge windows towards the end, give up after
+    64 of them and exit 5, "orders moved faster than the export could follow")."""
+    base_url, script = scripted_server
+    orders = [{"id": f"o{i:04d}"} for i in range(1000)]
+    glitched: list[int] = []
+
+    def answer(offset: int, limit: int) -> bytes:
+        page = orders[offset : offset + limit]
+        if offset == 270 and not glitched:
+            glitched.append(offset)
+            page = []
+        return _answer(orjson.dumps(page), {"X-Total-Count": str(len(orders))})
+
+    script.append(answer)
+    out = tmp_path / "orders.jsonl"
+    report = await export(hostile_config(base_url, out, page_size=10, concurrency=4))
+    assert glitched == [270]
+    assert report["complete"], report["reason"]
+    assert [orjson.loads(line) for line in out.read_bytes().splitlines()] == orders
+    assert report["drift"]["bridge_requests"] == 0
+
+
 async def test_a_server_that_stops_answering_past_an_offset_is_not_complete(
     scripted_server: tuple[str, list[Answer]], tmp_path: Path
 ) -> None:

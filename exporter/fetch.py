@@ -172,10 +172,15 @@ class Fetcher:
                 just_renewed = just_renewed and stale is not None  # the renewal itself was refused
                 counters.rate_limited += 1
                 pause = limiter.on_rate_limited(exc.retry_after)
-                if self._clock() - started + pause >= policy.deadline:
-                    raise IncompleteExport(
-                        f"gave up on {what}: still rate limited after {policy.deadline:.0f} s: {exc}"
-                    ) from exc
+                waited = self._clock() - started
+                if waited + pause >= policy.deadline:
+                    why = (
+                        f"the server asks to wait {pause:.0f} s more, past the {policy.deadline:.0f} s a "
+                        f"request may take (rate limited for {waited:.0f} s so far)"
+                        if exc.retry_after is not None
+                        else f"still rate limited after {waited:.0f} s"
+                    )
+                    raise IncompleteExport(f"gave up on {what}: {why}: {exc}") from exc
                 counters.retries += 1
                 self._note(what, exc, pause)
                 continue

@@ -380,3 +380,24 @@ async def test_a_token_answer_cut_short_is_not_quoted(mocked: aioresponses, tmp_
         await export(_export_config(tmp_path, concurrency=1))
     assert "invalid_client" in str(refused.value)
     assert _basic() not in str(refused.value) + (tmp_path / "r.json").read_text()
+
+
+async def test_a_retry_after_past_the_deadline_is_named_as_such(
+    mocked: aioresponses, client: ApiClient
+) -> None:
+    """A 429 whose Retry-After (an hour: a per-hour window) lies past the deadline: exit 5 at once, the
+    line saying the server asked for that wait, not that the export waited the whole deadline."""
+    token_ok(mocked)
+    mocked.get(
+        LIST,
+        status=429,
+        body=orjson.dumps({"code": 53, "message": "Too many requests"}),
+        headers={"Retry-After": "3600"},
+        repeat=True,
+    )
+    sleeps = Sleeps()
+    with pytest.raises(IncompleteExport) as caught:
+        await make_fetcher(client, sleeps, Counters()).page(0, 100)
+    assert "asks to wait 3600 s" in str(caught.value)
+    assert "Too many requests" in str(caught.value)
+    assert sleeps.calls == []

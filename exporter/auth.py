@@ -67,9 +67,10 @@ class TokenProvider:
             try:
                 answer = await self._fetch()
             except BadResponse as exc:
-                if exc.status is None:
-                    # A 2xx answer that is not a token answer (cut short, say): its words quote the body,
-                    # and a token answer's body holds the token. Say what is wrong, not what was in it.
+                if exc.status is None and '_token"' in exc.message:
+                    # A 2xx token answer cut short: its words quote the body, which holds the token (its
+                    # "access_token" key is in the quote). Say what is wrong, not what was in it; anything
+                    # else (an HTML page from a proxy) is still quoted.
                     exc.message = (
                         "the token endpoint's answer is not a usable token answer (its body is not shown: "
                         "it may hold a token)"

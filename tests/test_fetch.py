@@ -401,3 +401,14 @@ async def test_a_retry_after_past_the_deadline_is_named_as_such(
     assert "asks to wait 3600 s" in str(caught.value)
     assert "Too many requests" in str(caught.value)
     assert sleeps.calls == []
+
+
+async def test_a_proxy_page_instead_of_a_token_answer_is_still_quoted(
+    mocked: aioresponses, client: ApiClient
+) -> None:
+    """A 200 HTML page where the token answer should be: retried, and the error quotes the page (it holds
+    no token), which is what tells a proxy's login page apart."""
+    mocked.post(TOKEN_URL, status=200, body=b"<html><title>Proxy login</title></html>", repeat=True)
+    with pytest.raises(IncompleteExport) as caught:
+        await make_fetcher(client, Sleeps(), Counters(), attempts=2).page(0, 100)
+    assert "Proxy login" in str(caught.value)

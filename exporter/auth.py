@@ -6,15 +6,18 @@ The HTTP call itself is the client's (``fetch``); this module only decides when 
 
 from __future__ import annotations
 
+import collections
 import time
 from collections.abc import Awaitable, Callable
 
 import anyio
 
+from exporter.errors import BadResponse
 from exporter.responses import TokenAnswer
 
 _MAX_MARGIN = 60.0  # renew at most this long before expiry...
 _MARGIN_SHARE = 0.2  # ...and at most this share of the token's lifetime before it
+_TOKENS_KEPT = 16  # the latest tokens, remembered so that no error quotes one (see ``recent_tokens``)
 
 
 class TokenProvider:
@@ -31,6 +34,7 @@ class TokenProvider:
         self._lock = anyio.Lock()
         self._header: str | None = None
         self._renew_at = 0.0
+        self._recent: collections.deque[str] = collections.deque(maxlen=_TOKENS_KEPT)
         self.tokens_fetched = 0
 
     def __repr__(self) -> str:
@@ -45,6 +49,11 @@ class TokenProvider:
             return header
         return await self._renew(header)
 
+    def recent_tokens(self) -> list[str]:
+        """The access tokens handed out lately: secrets that an error or a log must not quote (a server or
+        a proxy may echo the Authorization header it got)."""
+        return list(self._recent)
+
     async def refused(self, header: str) -> str:
         """The server refused ``header`` (401): get a new token unless another request already did."""
         return await self._renew(header)
@@ -55,8 +64,20 @@ class TokenProvider:
             # Someone renewed while we waited for the lock: use theirs.
             if current is not None and current != stale and self._clock() < self._renew_at:
                 return current
-            answer = await self._fetch()
+            try:
+                answer = await self._fetch()
+            except BadResponse as exc:
+                if exc.status is None and '_token"' in exc.message:
+                    # A 2xx token answer cut short: its words quote the body, which holds the token (its
+                    # "access_token" key is in the quote). Say what is wrong, not what was in it; anything
+                    # else (an HTML page from a proxy) is still quoted.
+                    exc.message = (
+                        "the token endpoint's answer is not a usable token answer (its body is not shown: "
+                        "it may hold a token)"
+                    )
+                raise
             self.tokens_fetched += 1
+            self._recent.append(answer.access_token)
             token_type = "Bearer" if answer.token_type.lower() == "bearer" else answer.token_type
             self._header = f"{token_type} {answer.access_token}"
             lifetime = answer.expires_in if answer.expires_in is not None else 3600.0

@@ -21,7 +21,7 @@ import click
 import orjson
 
 from exporter.config import Credentials, ExportConfig, RetryPolicy, Timeouts
-from exporter.errors import ExportError, Interrupted, RequestRejected, UsageError
+from exporter.errors import ExportError, Interrupted, RequestRejected, UsageError, redact
 from exporter.export import count, drain, export, get_orders
 from exporter.plan import Shard
 from exporter.report import summary_line
@@ -73,10 +73,7 @@ def _fail(exc: ExportError) -> NoReturn:
 
 
 def _redact(text: str, secrets: Iterable[str]) -> str:
-    for secret in secrets:
-        if secret and len(secret) >= 3:
-            text = text.replace(secret, "***")
-    return text
+    return redact(text, secrets)
 
 
 class _RedactingFormatter(logging.Formatter):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 
 from exporter.errors import UsageError
@@ -22,8 +23,10 @@ class Credentials:
     api_key: str = field(repr=False)
 
     def secrets(self) -> tuple[str, ...]:
-        """The values that must never reach output, logs or errors."""
-        return tuple(s for s in (self.client_secret, self.api_key) if s)
+        """The values that must never reach output, logs or errors: the client secret, the API key, and
+        the HTTP Basic credential made of the client id and secret (what the token call sends)."""
+        basic = base64.b64encode(f"{self.client_id}:{self.client_secret}".encode()).decode("ascii")
+        return tuple(s for s in (self.client_secret, self.api_key, basic if self.client_secret else "") if s)
 
 
 @dataclass(frozen=True)

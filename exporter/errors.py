@@ -24,6 +24,16 @@ them ever holds a secret: messages are built from the server's words and our own
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every secret in it (of 3 characters or more) replaced by ``***``."""
+    for secret in secrets:
+        if secret and len(secret) >= 3:
+            text = text.replace(secret, "***")
+    return text
+
 
 class ExportError(Exception):
     """Base of every error orders-export raises on purpose."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import os
 import sys
 import threading
 import time
@@ -68,6 +69,7 @@ async def _fetcher(
             filters=config.filters,
             sort=config.sort,
             decode=decode,
+            secrets=config.credentials.secrets(),
         )
 
 
@@ -244,6 +246,7 @@ async def export(config: ExportConfig) -> dict[str, Any]:
     A failure that another run may get past (interrupted, retries exhausted, credentials refused) leaves
     the partial output and a checkpoint beside it: the same call with ``resume=True`` continues it."""
     counters = Counters()
+    _check_report_path(config)  # before any request: a report that cannot be written is bad usage
     try:
         output = _open_output(config)
     except AlreadyComplete as done:
@@ -421,6 +424,25 @@ async def _show_progress(counters: Counters) -> None:
             await anyio.sleep(_PROGRESS_EVERY)
     finally:
         printer.clear()
+
+
+def _check_report_path(config: ExportConfig) -> None:
+    """Refuse a ``--report`` path that cannot be written, before the export starts: found only at the end,
+    it failed a complete export (exit 5) after its file had been put under the final name."""
+    if not config.report_path:
+        return
+    path = Path(config.report_path)
+    problem = None
+    if path.is_dir():
+        problem = "it is a directory"
+    elif not path.parent.is_dir():
+        problem = f"the folder {path.parent} does not exist"
+    elif not os.access(path.parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        problem = "permission denied"
+    if problem is not None:
+        raise UsageError(
+            f"cannot write the report to {config.report_path}: {problem}; choose another --report"
+        )
 
 
 def _write_report(config: ExportConfig, report: dict[str, Any]) -> None:

@@ -17,12 +17,14 @@ from exporter.auth import TokenProvider
 from exporter.client import ApiClient
 from exporter.config import RetryPolicy
 from exporter.errors import (
+    ApiError,
     BadResponse,
     CredentialsRefused,
     IncompleteExport,
     RateLimited,
     RetryableError,
     Unauthorized,
+    redact,
 )
 from exporter.ratelimit import RateLimiter
 from exporter.report import Counters
@@ -55,8 +57,10 @@ class Fetcher:
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         rand: Callable[[], float] = random.random,
         decode: Decode = decode_page,
+        secrets: Sequence[str] = (),
     ) -> None:
         self._client = client
+        self._secrets = tuple(secrets)
         self._auth = auth
         self._limiter = limiter
         self._policy = policy
@@ -129,13 +133,22 @@ class Fetcher:
         started = self._clock()
         failures = 0
         just_renewed = False
+        stale: str | None = None  # a refused Authorization, to renew before the next try
         while True:
             await limiter.acquire()
             authorization = ""
             try:
-                authorization = await self._auth.header()
-                counters.requests += 1
-                result = await call(authorization)
+                try:
+                    if stale is not None:
+                        # Inside the try: a renewal that fails (429, 5xx, a reset) is retried like a request.
+                        await self._auth.refused(stale)
+                        stale = None
+                    authorization = await self._auth.header()
+                    counters.requests += 1
+                    result = await call(authorization)
+                except ApiError as exc:
+                    self._scrub(exc)
+                    raise
             except Unauthorized as exc:
                 counters.token_refused += 1
                 if just_renewed:
@@ -153,21 +166,26 @@ class Fetcher:
                 just_renewed = True
                 counters.retries += 1
                 self._note(what, exc, 0.0)
-                await self._auth.refused(authorization)
+                stale = authorization
                 continue
             except RateLimited as exc:
-                just_renewed = False
+                just_renewed = just_renewed and stale is not None  # the renewal itself was refused
                 counters.rate_limited += 1
                 pause = limiter.on_rate_limited(exc.retry_after)
-                if self._clock() - started + pause >= policy.deadline:
-                    raise IncompleteExport(
-                        f"gave up on {what}: still rate limited after {policy.deadline:.0f} s: {exc}"
-                    ) from exc
+                waited = self._clock() - started
+                if waited + pause >= policy.deadline:
+                    why = (
+                        f"the server asks to wait {pause:.0f} s more, past the {policy.deadline:.0f} s a "
+                        f"request may take (rate limited for {waited:.0f} s so far)"
+                        if exc.retry_after is not None
+                        else f"still rate limited after {waited:.0f} s"
+                    )
+                    raise IncompleteExport(f"gave up on {what}: {why}: {exc}") from exc
                 counters.retries += 1
                 self._note(what, exc, pause)
                 continue
             except RetryableError as exc:
-                just_renewed = False
+                just_renewed = just_renewed and stale is not None
                 failures += 1
                 delay = backoff_delay(policy, failures, self._rand(), exc.retry_after)
                 if not should_retry(policy, exc, failures, self._clock() - started, delay):
@@ -180,6 +198,14 @@ class Fetcher:
                 continue
             limiter.on_success()
             return result
+
+    def _scrub(self, exc: ApiError) -> None:
+        """Take the secrets out of the words of ``exc`` before anyone logs, shows or reports them: the
+        server's message and description may quote what it was sent (an API key, a token)."""
+        secrets = [*self._secrets, *self._auth.recent_tokens()]
+        exc.message = redact(exc.message, secrets)
+        if exc.description:
+            exc.description = redact(exc.description, secrets)
 
     @staticmethod
     def _note(what: str, exc: Exception, delay: float) -> None:

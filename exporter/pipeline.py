@@ -180,8 +180,12 @@ class _Walk:
         if self.previous:
             self._recent.remember(self.previous)
 
-    async def accept(self, offset: int, items: Items, ids: list[Any]) -> None:
-        """Take the page fetched at ``offset``: its orders and their ids."""
+    async def accept(
+        self, offset: int, items: Items, ids: list[Any], total: int | None = None, *, again: bool = False
+    ) -> None:
+        """Take the page fetched at ``offset``: its orders, their ids, and the X-Total-Count it came with
+        (None: none, or unknown); ``again``: it was fetched a second time, having come back empty."""
+        fetched_at = offset
         new, new_ids = items, ids
         if self.anchor_pending:
             # A shard's first page: its first order is the previous shard's last, which that shard writes;
@@ -196,12 +200,37 @@ class _Walk:
                 self._recent.remember(self.previous)
         if not self.proven or None in ids:
             self.proven = False
+            if (
+                self.previous
+                and ids
+                and offset == self.last_offset
+                and self.previous[-1] is None
+                and ids[0] is None
+            ):
+                # No chain to check, but this page starts where the previous one ended: its first order is
+                # that page's last, the overlap. Without an id the duplicate horizon cannot drop it, so it
+                # goes by position (an order with an id is left to the horizon, which also sees drift).
+                new, new_ids = new[1:], new_ids[1:]
         elif self.previous is not None:
             start = continuation(self.previous, ids)
             if start is not None:
+                if start - 1 != self.last_offset - offset:
+                    # Linked, but the previous page's last order is not where the offsets put it: orders
+                    # were created or closed before it. The totals may still agree (as many created as
+                    # closed), so this is the only sign that a count short of them is drift, not loss.
+                    self.drift_seen = True
                 new, new_ids = items[start:], ids[start:]
             elif not items and self.ended:
                 pass  # past the end of the collection, as the previous page already said
+            elif not items and total is not None and offset < total and not again:
+                # Empty, though its own count says orders stand here: a glitch is likelier than every order
+                # from the previous page's last on closed at once. Asked again once: bridged as it is, with
+                # no order of its own to meet, it walked windows to the end of the collection (64 at most,
+                # then exit 5, "orders moved faster than the export could follow").
+                self._counters.retries += 1
+                page = await self._fetcher.page(offset, self._plan.page_size)
+                await self.accept(offset, page.items, page.ids, page.total, again=True)
+                return
             else:
                 if items:
                     self.drift_seen = True
@@ -210,7 +239,7 @@ class _Walk:
         if ids:
             self.previous = ids
             self.last_offset = offset + len(ids) - 1
-        self.ended = len(items) < self._plan.page_size
+        self.ended = _ends(fetched_at, len(items), self._plan.page_size, total)
         await self._emit(new, new_ids)
 
     async def follow_tail(self, limit: int, on_page: OnPage) -> None:
@@ -227,7 +256,7 @@ class _Walk:
             self._counters.tail_pages += 1
             offset = self.last_offset
             page = await self._fetcher.page(offset, self._plan.page_size)
-            await self.accept(offset, page.items, page.ids)
+            await self.accept(offset, page.items, page.ids, page.total)
             self.next_offset = None
             await on_page(self.state)
 
@@ -302,7 +331,7 @@ class _Walk:
             bridged += window[anchor + 1 :]
             bridged_ids += window_ids[anchor + 1 :]
             counters.orders_bridged += len(window) - anchor - 1
-            if len(window) < plan.page_size:
+            if _ends(start, len(window), plan.page_size, page.total):
                 # The collection ends here and none of this page's orders are left in it: they were closed.
                 return bridged, bridged_ids, window_ids, start
             walked.update(window_ids)
@@ -313,6 +342,17 @@ class _Walk:
             f"orders moved faster than the export could follow near offset {offset}: could not link the page "
             "there to the one before it"
         )
+
+
+def _ends(offset: int, count: int, page_size: int, total: int | None) -> bool:
+    """Whether an answer of ``count`` orders from ``offset`` reached the end of the collection: it is short
+    of the page size, and its own X-Total-Count counts no order past it (or it has none, or it brought no
+    more than the overlap). A server that cuts later pages shorter than the first (a cap that varies) sends
+    short answers long before the end: taken for the end, they ended the walk there, and what the bridge
+    had not found was taken for closed."""
+    if count >= page_size:
+        return False
+    return total is None or offset + count >= total or count <= 1
 
 
 class _Either:
@@ -375,7 +415,7 @@ async def run_pipeline(
             if ahead is not None:
                 ahead.keep(offsets if plan.page_size == page_size else range(0))
             if part.first:
-                await walk.accept(0, first.items, first.ids)
+                await walk.accept(0, first.items, first.ids, first.total)
                 offsets = offsets[1:]
             walk.anchor_pending = part.anchored
             walk.next_offset = offsets.start if offsets else None
@@ -407,7 +447,7 @@ async def run_pipeline(
 
         async def take(offset: int, raw: RawPage) -> None:
             page = await fetcher.decoded(raw, plan.page_size)  # a body broken after all: fetched again
-            await walk.accept(offset, page.items, page.ids)
+            await walk.accept(offset, page.items, page.ids, page.total)
             # Set only once the page is taken: a checkpoint made while accept() waits must not skip it.
             following = offset + offsets.step
             walk.next_offset = following if following < offsets.stop else None

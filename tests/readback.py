@@ -69,22 +69,22 @@ def assert_export_matches(path: Path, fmt: str, expected: list[dict[str, Any]]) 
     """The exact ids in the exact order, and every field value equal, read back in ``fmt``."""
     if fmt == "jsonl":
         got = read_jsonl(path)
-        assert [r["id"] for r in got] == [r["id"] for r in expected]
+        assert [r.get("id") for r in got] == [r.get("id") for r in expected]
         assert got == expected
     elif fmt == "csv":
         header, rows = read_csv(path)
-        assert [r["id"] for r in rows] == [flatten_record(r)["id"] for r in expected]
+        assert [r.get("id", "") for r in rows] == [flatten_record(r).get("id", "") for r in expected]
         for row, record in zip(rows, expected, strict=True):
             flat = flatten_record(record)
-            assert {k: row[k] for k in flat} == flat, record["id"]
-            assert all(row[k] == "" for k in row.keys() - flat.keys()), record["id"]
+            assert {k: row[k] for k in flat} == flat, record.get("id")
+            assert all(row[k] == "" for k in row.keys() - flat.keys()), record.get("id")
         assert len(header) == len(set(header))
     else:
         got = read_parquet(path)
-        assert [r["id"] for r in got] == [r["id"] for r in expected]
+        assert [r.get("id") for r in got] == [r.get("id") for r in expected]
         for row, record in zip(got, expected, strict=True):
             for key, value in record.items():
-                assert key in row, f"field {key!r} of {record['id']} is missing from the Parquet file"
-                assert same_value(row[key], value), (record["id"], key, row[key], value)
+                assert key in row, f"field {key!r} of {record.get('id')} is missing from the Parquet file"
+                assert same_value(row[key], value), (record.get("id"), key, row[key], value)
             for key in row.keys() - record.keys():
-                assert same_value(row[key], None), (record["id"], key, row[key])
+                assert same_value(row[key], None), (record.get("id"), key, row[key])

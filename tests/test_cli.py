@@ -139,6 +139,25 @@ def test_unwritable_output_exits_2_before_any_request(sandbox: Any, tmp_path: Pa
     assert after["data_requests"] == before["data_requests"]
 
 
+def test_unwritable_report_exits_2_before_any_request(sandbox: Any, tmp_path: Path) -> None:
+    """A --report in a missing folder: exit 2 before any request, and no output file appears (it used to
+    export everything, put the file in place, then fail with exit 5 on the report)."""
+    out = tmp_path / "o.jsonl"
+    before = sandbox.stats()
+    result = run_cli(
+        "export", "-o", str(out), "--report", str(tmp_path / "missing" / "r.json"), env=creds(sandbox)
+    )
+    assert result.returncode == 2
+    assert "report" in result.stderr
+    assert "does not exist" in result.stderr
+    assert_one_clean_line(result)
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []
+    after = sandbox.stats()
+    assert after["tokens_issued"] == before["tokens_issued"]
+    assert after["data_requests"] == before["data_requests"]
+
+
 def test_missing_credentials_exit_2(sandbox: Any, tmp_path: Path) -> None:
     """No API key anywhere: exit 2 naming the variable to set."""
     env = creds(sandbox)

@@ -54,3 +54,21 @@ async def test_drift_with_descending_sort_follows_the_shift(tmp_path: Path) -> N
     assert len(written) == len(set(written))
     assert set(stable) <= set(written)
     assert report["complete"]
+
+
+async def test_drift_that_keeps_the_total_is_still_recognised(tmp_path: Path) -> None:
+    """Newest first, as many orders created as closed: the total at the end is the one at the start, fewer
+    orders are written than it says (the new ones came before the walk, closed ones after it), and every
+    page links, further in than planned. That is drift, not loss: complete, every order that stayed once."""
+    out = tmp_path / "orders.jsonl"
+    cfg = SandboxConfig(orders=20_000, drift_create_per_s=300, drift_close_per_s=300, latency=0.01, seed=4)
+    async with Sandbox(cfg) as sb:
+        report = await export(export_config(sb, out, sort="-createdAt", page_size=100, concurrency=8))
+        stable = sb.stable_ids(sort="-createdAt")
+        closed = sb.closed_ids()
+    written = ids_of(out, "jsonl")
+    assert len(closed) > 20, "the drift really closed orders during the export"
+    assert len(written) == len(set(written))
+    assert set(stable) <= set(written)
+    assert report["complete"], report["reason"]
+    assert report["drift"]["detected"]

@@ -218,6 +218,86 @@ async def test_orders_without_ids_are_written_and_counted(
     assert [orjson.loads(line) for line in out.read_bytes().splitlines()][1] == {"name": "no id"}
 
 
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("missing", ["all", "some"])
+async def test_orders_without_ids_across_pages_are_written_once(
+    scripted_server: tuple[str, list[Answer]], tmp_path: Path, fmt: str, missing: str
+) -> None:
+    """Orders without an id (absent or null) on many pages, some where consecutive pages overlap: each is
+    written once, in order, and the export is complete by its count (the overlap is not written twice)."""
+    from tests.readback import assert_export_matches
+
+    base_url, script = scripted_server
+    orders: list[dict[str, object]] = []
+    for i in range(23):
+        order: dict[str, object] = {"n": i, "note": f"order {i}"}
+        if missing == "some" and i % 3:
+            order["id"] = f"o{i}"
+        elif i % 2:
+            order["id"] = None
+        orders.append(order)
+
+    def answer(offset: int, limit: int) -> bytes:
+        return _answer(orjson.dumps(orders[offset : offset + limit]), {"X-Total-Count": str(len(orders))})
+
+    script.append(answer)
+    out = tmp_path / f"orders{SUFFIX[fmt]}"
+    report = await export(hostile_config(base_url, out, page_size=4, format=fmt))
+    assert report["complete"], report["reason"]
+    assert report["orders_written"] == len(orders)
+    assert_export_matches(out, fmt, orders)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+async def test_a_cap_on_later_pages_shorter_than_the_first_page_loses_nothing(
+    scripted_server: tuple[str, list[Answer]], tmp_path: Path, fmt: str
+) -> None:
+    """The first page honours the page size, every later answer is cut to 4 orders (a cap that varies),
+    X-Total-Count right on each: short answers are not the end of the collection while their own count
+    says more follow. Every order once, in order (it used to write 13 of 60 and call that complete)."""
+    from tests.readback import assert_export_matches
+
+    base_url, script = scripted_server
+    orders = [{"id": f"o{i:03d}", "n": i} for i in range(60)]
+
+    def answer(offset: int, limit: int) -> bytes:
+        size = limit if offset == 0 else min(limit, 4)
+        return _answer(orjson.dumps(orders[offset : offset + size]), {"X-Total-Count": str(len(orders))})
+
+    script.append(answer)
+    out = tmp_path / f"orders{SUFFIX[fmt]}"
+    report = await export(hostile_config(base_url, out, page_size=10, concurrency=4))
+    assert report["complete"], report["reason"]
+    assert report["orders_written"] == len(orders)
+    assert_export_matches(out, fmt, orders)
+
+
+async def test_an_empty_page_in_the_middle_is_asked_again(
+    scripted_server: tuple[str, list[Answer]], tmp_path: Path
+) -> None:
+    """One answer mid-collection comes back as an empty array, its X-Total-Count saying 1,000 orders: it is
+    asked again, and the export is exact (it used to walk bridge windows towards the end, give up after
+    64 of them and exit 5, "orders moved faster than the export could follow")."""
+    base_url, script = scripted_server
+    orders = [{"id": f"o{i:04d}"} for i in range(1000)]
+    glitched: list[int] = []
+
+    def answer(offset: int, limit: int) -> bytes:
+        page = orders[offset : offset + limit]
+        if offset == 270 and not glitched:
+            glitched.append(offset)
+            page = []
+        return _answer(orjson.dumps(page), {"X-Total-Count": str(len(orders))})
+
+    script.append(answer)
+    out = tmp_path / "orders.jsonl"
+    report = await export(hostile_config(base_url, out, page_size=10, concurrency=4))
+    assert glitched == [270]
+    assert report["complete"], report["reason"]
+    assert [orjson.loads(line) for line in out.read_bytes().splitlines()] == orders
+    assert report["drift"]["bridge_requests"] == 0
+
+
 async def test_a_server_that_stops_answering_past_an_offset_is_not_complete(
     scripted_server: tuple[str, list[Answer]], tmp_path: Path
 ) -> None:

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import base64
 import email.utils
+import logging
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
 
 import anyio
 import orjson
 import pytest
-from aioresponses import aioresponses
+from aioresponses import CallbackResult, aioresponses
 
+from exporter import export
 from exporter.auth import TokenProvider
 from exporter.client import ApiClient
-from exporter.config import Credentials, RetryPolicy
+from exporter.config import Credentials, ExportConfig, RetryPolicy
 from exporter.errors import ApiKeyRefused, CredentialsRefused, IncompleteExport, RequestRejected
 from exporter.fetch import Fetcher
 from exporter.ratelimit import RateLimiter
@@ -153,6 +158,37 @@ async def test_a_revocation_racing_the_renewal_is_retried(mocked: aioresponses, 
     assert counters.token_refused == 2
 
 
+@pytest.mark.parametrize(
+    ("status", "body", "headers"),
+    [
+        (429, b'{"code": 53, "message": "Too many requests"}', {"Retry-After": "2"}),
+        (503, b"<html>busy</html>", {}),
+    ],
+)
+async def test_a_renewal_that_fails_for_a_while_is_retried(
+    mocked: aioresponses, client: ApiClient, status: int, body: bytes, headers: dict[str, str]
+) -> None:
+    """401 code 42 mid-run, and the token endpoint (rate limited at about 50 a minute) answers the renewal
+    with a 429 or a 503: the renewal is retried like any request, then the page comes with the new token
+    (it used to end the export at once with exit 5)."""
+    token_ok(mocked, token="tok-1")
+    mocked.post(TOKEN_URL, status=status, body=body, headers=headers)
+    token_ok(mocked, token="tok-2")
+    mocked.get(LIST, status=401, body=orjson.dumps({"code": 42, "message": "Expired credentials"}))
+    mocked.get(LIST, status=200, body=PAGE, headers={"X-Total-Count": "2"})
+    counters = Counters()
+    page = await make_fetcher(client, Sleeps(), counters).page(0, 100)
+    assert page.total == 2
+    sent = [
+        call.kwargs["headers"]["Authorization"]
+        for key, calls in mocked.requests.items()
+        if key[0] == "GET"
+        for call in calls
+    ]
+    assert sent == ["Bearer tok-1", "Bearer tok-2"]
+    assert counters.retries == 2
+
+
 async def test_wrong_api_key_is_not_retried(mocked: aioresponses, client: ApiClient) -> None:
     """403 code 52: ApiKeyRefused at once, a single request made."""
     token_ok(mocked)
@@ -269,3 +305,110 @@ async def test_a_lines_fetcher_decodes_every_page_into_lines(mocked: aioresponse
     again = await fetcher.decoded(broken, 100)
     assert again.items == [b'{"id":"3-1"}', b'{"id":"3-2"}']
     assert counters.retries == 1
+
+
+def _export_config(tmp_path: Path, **overrides: object) -> ExportConfig:
+    settings: dict[str, object] = {
+        "credentials": CREDS,
+        "base_url": BASE,
+        "output": str(tmp_path / "o.jsonl"),
+        "report_path": str(tmp_path / "r.json"),
+        "retry": RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.02),
+    }
+    settings.update(overrides)
+    return ExportConfig(**settings)  # type: ignore[arg-type]
+
+
+def _basic() -> str:
+    return base64.b64encode(f"{CREDS.client_id}:{CREDS.client_secret}".encode()).decode()
+
+
+async def test_secrets_a_gateway_echoes_reach_no_error_log_or_report(
+    mocked: aioresponses, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A gateway whose answers quote the API key and the bearer token they got (a 401 first, then a 403):
+    the error, the log at -v and the --report name neither."""
+    token_ok(mocked, token="tok-echoed-0001")
+    token_ok(mocked, token="tok-echoed-0002")
+
+    def echo(status: int, code: int) -> Callable[..., CallbackResult]:
+        def answer(url: object, **kwargs: Any) -> CallbackResult:
+            headers = kwargs["headers"]
+            body = {
+                "code": code,
+                "message": f"refused key {headers['X-Api-Key']}",
+                "description": f"you sent {headers['Authorization']}",
+            }
+            return CallbackResult(status=status, body=orjson.dumps(body))
+
+        return answer
+
+    mocked.get(LIST, callback=echo(401, 42))
+    mocked.get(LIST, callback=echo(403, 52), repeat=True)
+    caplog.set_level(logging.INFO, logger="exporter")
+    with pytest.raises(ApiKeyRefused) as caught:
+        await export(_export_config(tmp_path, concurrency=1))
+    shown = str(caught.value)
+    assert "refused key" in shown
+    for text in (shown, caplog.text, (tmp_path / "r.json").read_text()):
+        for secret in ("tok-echoed-0001", "tok-echoed-0002", CREDS.api_key):
+            assert secret not in text
+
+
+async def test_a_token_answer_cut_short_is_not_quoted(mocked: aioresponses, tmp_path: Path) -> None:
+    """A 200 token answer cut after the token: retried, then exit 5 naming the token endpoint, without
+    quoting the body that holds the token; a 401 that quotes the Basic credential does not show it."""
+    mocked.post(
+        TOKEN_URL,
+        status=200,
+        body=b'{"token_type": "Bearer", "access_token": "tok-cut-0003", "exp',
+        repeat=True,
+    )
+    with pytest.raises(IncompleteExport) as caught:
+        await export(_export_config(tmp_path, concurrency=1))
+    assert "token" in str(caught.value)
+    assert "tok-cut-0003" not in str(caught.value) + (tmp_path / "r.json").read_text()
+
+    mocked.clear()
+    mocked.post(
+        TOKEN_URL,
+        status=401,
+        body=orjson.dumps({"error": "invalid_client", "error_description": f"bad Basic {_basic()}"}),
+        repeat=True,
+    )
+    with pytest.raises(CredentialsRefused) as refused:
+        await export(_export_config(tmp_path, concurrency=1))
+    assert "invalid_client" in str(refused.value)
+    assert _basic() not in str(refused.value) + (tmp_path / "r.json").read_text()
+
+
+async def test_a_retry_after_past_the_deadline_is_named_as_such(
+    mocked: aioresponses, client: ApiClient
+) -> None:
+    """A 429 whose Retry-After (an hour: a per-hour window) lies past the deadline: exit 5 at once, the
+    line saying the server asked for that wait, not that the export waited the whole deadline."""
+    token_ok(mocked)
+    mocked.get(
+        LIST,
+        status=429,
+        body=orjson.dumps({"code": 53, "message": "Too many requests"}),
+        headers={"Retry-After": "3600"},
+        repeat=True,
+    )
+    sleeps = Sleeps()
+    with pytest.raises(IncompleteExport) as caught:
+        await make_fetcher(client, sleeps, Counters()).page(0, 100)
+    assert "asks to wait 3600 s" in str(caught.value)
+    assert "Too many requests" in str(caught.value)
+    assert sleeps.calls == []
+
+
+async def test_a_proxy_page_instead_of_a_token_answer_is_still_quoted(
+    mocked: aioresponses, client: ApiClient
+) -> None:
+    """A 200 HTML page where the token answer should be: retried, and the error quotes the page (it holds
+    no token), which is what tells a proxy's login page apart."""
+    mocked.post(TOKEN_URL, status=200, body=b"<html><title>Proxy login</title></html>", repeat=True)
+    with pytest.raises(IncompleteExport) as caught:
+        await make_fetcher(client, Sleeps(), Counters(), attempts=2).page(0, 100)
+    assert "Proxy login" in str(caught.value)

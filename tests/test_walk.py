@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from exporter.pipeline import _fan_out, _Walk, _window_budget
-from exporter.plan import Plan
+from exporter.plan import Plan, reconcile
 from exporter.report import Counters
 from exporter.responses import Page, RawPage, decode_lines, decode_page
 
@@ -181,3 +181,42 @@ async def test_the_window_budget_is_two_rounds_of_the_largest_page_within_bounds
     most, written = await slow_writer_fan_out(2 << 20, 4, None)
     assert written == list(range(40))
     assert 8 < most <= 8 + 1 + 4
+
+
+@DECODERS
+async def test_a_link_off_its_place_is_drift_even_when_the_totals_agree(lines: bool) -> None:
+    """After page 1, three orders are created at the front (newest first) and three closed further on: the
+    total is what it was, every page still links (further in than the offsets say), and the walk writes
+    each order that stayed. The misplaced link is drift: the verdict is complete, not "3 missing"."""
+    collection = Collection(95, lines=lines)
+    original = list(collection.ids)
+    closed = {"o0060", "o0070", "o0080"}
+
+    def create_and_close(ids: list[str]) -> None:
+        ids[:] = ["new0", "new1", "new2"] + [i for i in ids if i not in closed]
+
+    walk, written = make_walk(collection)
+    await walk_all(collection, walk, {1: create_and_close})
+    assert_exact(written, [i for i in original if i not in closed])
+    assert walk.proven
+    assert walk.drift_seen
+    verdict = reconcile(
+        total_first=95,
+        total_last=len(collection.ids),
+        written=len(written),
+        chain_proven=walk.proven,
+        drift_seen=walk.drift_seen,
+        total_ignores_filters=False,
+    )
+    assert len(collection.ids) == 95
+    assert verdict.complete, verdict.reason
+
+
+@DECODERS
+async def test_pages_that_link_in_place_are_no_drift(lines: bool) -> None:
+    """Orders created past the walk's position only: every page links where the offsets put it."""
+    collection = Collection(60, lines=lines)
+    walk, written = make_walk(collection)
+    await walk_all(collection, walk, {1: lambda ids: ids.extend(["late0", "late1"])})
+    assert written == collection.ids
+    assert not walk.drift_seen

@@ -6,8 +6,9 @@ Each scenario runs, in the same invocation, the exporter and the two references:
 client (benchmarks/naive.py: aiohttp, one page at a time, JSONL) and the floor probe (benchmarks/floor.py:
 same concurrency, fetch + orjson.loads, writes nothing). Times are taken inside each process, from its
 first request to its last byte written (interpreter start-up is not throughput); peak RSS is the whole
-process's, from wait4. Figures are medians of --runs runs. The sandbox is pinned to CPU 0 and every
-client to CPU 1: unpinned, the scheduler sometimes puts both on one core and the figures swing by 2x.
+process's, from wait4. Figures are medians of --runs runs; where clients are compared, they take turns run
+by run (this VM's speed drifts within minutes). The sandbox is pinned to CPU 0 and every client to CPU 1:
+unpinned, the scheduler sometimes puts both on one core and the figures swing by 2x.
 """
 
 from __future__ import annotations
@@ -56,6 +57,17 @@ def repeat(times: int, once: Callable[[], Run]) -> Run:
     return median_run([once() for _ in range(times)])
 
 
+def interleaved(times: int, clients: dict[str, Callable[[], Run]]) -> dict[str, Run]:
+    """Each client's median run, the clients taking turns: one run of each, then again. This VM's speed
+    drifts by tens of percent within minutes, so clients measured one after the other (all the floor
+    probe's runs, then all the exporter's) were compared across different speeds."""
+    runs: dict[str, list[Run]] = {name: [] for name in clients}
+    for _ in range(times):
+        for name, once in clients.items():
+            runs[name].append(once())
+    return {name: median_run(done) for name, done in runs.items()}
+
+
 def exporter(base_env: dict[str, str], out: Path, *extra: str) -> Run:
     report = out.with_suffix(".report.json")
     cmd = [
@@ -92,19 +104,16 @@ def cpu_bound(runs: int, orders: int, title: str, naive_targets: dict[str, float
     lines = []
     with tempfile.TemporaryDirectory() as tmp, sandbox_process("--orders", str(orders)) as sb:
         env, work = credentials_env(sb), Path(tmp)
-        floor = repeat(runs, lambda: probe("floor.py", env, sb.base_url, str(page), str(conc)))
-        naive = repeat(
-            runs, lambda: probe("naive.py", env, sb.base_url, str(work / "naive.jsonl"), str(page))
-        )
-        results = {
-            fmt: repeat(
-                runs,
-                lambda fmt=fmt: exporter(
-                    env, work / f"out{SUFFIX[fmt]}", "--page-size", str(page), "--concurrency", str(conc)
-                ),
-            )
-            for fmt in FORMATS
+        clients: dict[str, Callable[[], Run]] = {
+            "floor": lambda: probe("floor.py", env, sb.base_url, str(page), str(conc)),
+            "naive": lambda: probe("naive.py", env, sb.base_url, str(work / "naive.jsonl"), str(page)),
         }
+        for fmt in FORMATS:
+            clients[fmt] = lambda fmt=fmt: exporter(
+                env, work / f"out{SUFFIX[fmt]}", "--page-size", str(page), "--concurrency", str(conc)
+            )
+        results = interleaved(runs, clients)
+        floor, naive = results.pop("floor"), results.pop("naive")
     lines += [
         f"### {title}",
         "",
@@ -142,11 +151,16 @@ def latency_bound(runs: int) -> str:
         sandbox_process("--orders", str(pages * page), "--latency", str(latency)) as sb,
     ):
         env, work = credentials_env(sb), Path(tmp)
-        floor = repeat(runs, lambda: probe("floor.py", env, sb.base_url, str(page), str(conc)))
-        run = repeat(
+        measured = interleaved(
             runs,
-            lambda: exporter(env, work / "out.jsonl", "--page-size", str(page), "--concurrency", str(conc)),
+            {
+                "floor": lambda: probe("floor.py", env, sb.base_url, str(page), str(conc)),
+                "export": lambda: exporter(
+                    env, work / "out.jsonl", "--page-size", str(page), "--concurrency", str(conc)
+                ),
+            },
         )
+        floor, run = measured["floor"], measured["export"]
     ratio = run.seconds / ideal
     return "\n".join(
         [

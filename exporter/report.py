@@ -56,6 +56,9 @@ def build_report(
 ) -> dict[str, Any]:
     """The run report: what ``--report`` writes and ``export()`` returns."""
     wall = counters.elapsed()
+    # What the output holds: with --details, the orders gone before their detail (404) are listed (and
+    # counted by the walk, whose count the verdict checks) but not written.
+    written = counters.orders_written - counters.details_missing
     tallies = asdict(counters)
     tallies.pop("started")
     tallies.pop("shard")
@@ -65,7 +68,7 @@ def build_report(
         "error": error,
         "output": output,
         "format": fmt,
-        "orders_written": counters.orders_written,
+        "orders_written": written,
         "duplicates_dropped": counters.duplicates_dropped,
         "total_first": counters.total_first,
         "total_last": counters.total_last,
@@ -87,7 +90,7 @@ def build_report(
         "columns_added": columns_added or [],
         "resumed": resumed,
         "wall_seconds": round(wall, 3),
-        "orders_per_second": round(counters.orders_written / wall, 1) if wall > 0 else 0.0,
+        "orders_per_second": round(written / wall, 1) if wall > 0 else 0.0,
         "counters": tallies,
     }
     if counters.shard is not None:
@@ -106,6 +109,8 @@ def summary_line(report: dict[str, Any]) -> str:
         f"{report['rate_limited']} rate-limited, "
         f"{report['duplicates_dropped']} duplicates dropped"
     )
+    if report.get("details_missing"):
+        line += f", {report['details_missing']} gone before their detail (404)"
     dataset = report.get("dataset")
     if dataset and report["complete"]:
         shard = f"shard {dataset['shard']}: " if dataset["shard"] else ""

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from exporter import export
+from exporter.report import summary_line
 from exporter.sandbox import Sandbox, SandboxConfig
 from tests.conftest import SUFFIX, export_config
 from tests.readback import assert_export_matches, read_jsonl
@@ -37,4 +38,6 @@ async def test_an_order_gone_before_its_detail_is_counted_not_fatal(tmp_path: Pa
     assert report["details_missing"] > 0
     assert all("lines" in record for record in written)
     assert not {record["id"] for record in written} & closed - {record["id"] for record in written}
-    assert len(written) + report["details_missing"] == report["orders_written"]
+    assert len(written) == report["orders_written"]  # what the file holds
+    assert report["counters"]["orders_written"] == len(written) + report["details_missing"]  # what was listed
+    assert f", {report['details_missing']} gone before their detail (404)" in summary_line(report)

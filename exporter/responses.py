@@ -167,9 +167,10 @@ def decode_lines(raw: RawPage) -> Page:
     A line is the order's JSON text as the API sent it when the body is on one line (the usual compact
     answer), else simdjson's minified text of it: either way one line holding the same JSON value.
 
-    A body simdjson refuses takes ``decode_page``'s path instead (orjson, then ``orjson.dumps`` per order):
-    simdjson refuses integers beyond 64 bits, which orjson reads as floats, so such a page is written as
-    before; and a body orjson refuses too is the same BadResponse as ``decode_page`` gives."""
+    A body simdjson refuses (it refuses integers beyond 64 bits) is checked by ``decode_page`` instead
+    (orjson: the ids, and the same BadResponse for a body orjson refuses too); its lines are still the
+    orders' own bytes when it is on one line, so such an integer keeps every digit; on several lines, they
+    are ``orjson.dumps`` of what orjson read (which makes such an integer a float)."""
     # simdjson skips a leading byte order mark that orjson refuses (check_page refuses it before this).
     if not raw.body.startswith(_BOM):
         try:
@@ -181,9 +182,10 @@ def decode_lines(raw: RawPage) -> Page:
             return Page(offset=raw.offset, items=lines, ids=ids, total=raw.total, request_id=raw.request_id)
     # Refused, or not an array of objects: decode_page raises its BadResponse, or decodes what orjson takes.
     page = decode_page(raw)
+    spans = _spans(raw.body, len(page.items)) if _one_line(raw.body) else None
     return Page(
         offset=page.offset,
-        items=[orjson.dumps(item) for item in page.items],
+        items=spans if spans is not None else [orjson.dumps(item) for item in page.items],
         ids=page.ids,
         total=page.total,
         request_id=page.request_id,
@@ -207,7 +209,7 @@ def _simd_lines(body: bytes) -> tuple[list[bytes], list[Any]] | None:
     An order with two "id" keys gets the first one's value here, where orjson keeps the last (its line keeps
     both keys, as the API sent them): finding a second top-level "id" means looking at every key of every
     order, which costs about as much as simdjson saves."""
-    one_line = b"\n" not in body and b"\r" not in body
+    one_line = _one_line(body)
     parser = simdjson.Parser()
     doc = parser.parse(body)
     if type(doc) is not simdjson.Array:
@@ -239,6 +241,11 @@ def _simd_lines(body: bytes) -> tuple[list[bytes], list[Any]] | None:
 
 
 _RAW_ELEMENTS = msgspec.json.Decoder(list[msgspec.Raw])
+
+
+def _one_line(body: bytes) -> bool:
+    """Whether ``body`` holds no line break: then none of its elements' bytes does either."""
+    return b"\n" not in body and b"\r" not in body
 
 
 def _spans(body: bytes, count: int) -> list[bytes] | None:

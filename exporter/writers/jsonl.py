@@ -9,9 +9,10 @@ building Python objects (``responses.decode_lines``): each order's bytes as the 
 is on one line, else simdjson's minified text of the order (escapes such as ``\\u00e9`` or ``\\/`` come
 out as the characters; a number may be spelled otherwise, ``1e+15`` for ``1000000000000000.0``). Either way
 the same JSON value orjson would write, with one difference: an order with a key twice keeps both, as the
-API sent them, where orjson keeps the last one only. A page simdjson refuses (an integer beyond 64 bits,
-which orjson reads as a float) is decoded by orjson and written by ``orjson.dumps``, as every page was
-before. ``write`` (dicts, orjson) serves ``--details``.
+API sent them, where orjson keeps the last one only. A page simdjson refuses (an integer beyond 64 bits)
+is checked by orjson; on one line its lines are still the orders' bytes (every digit kept), on several
+they are ``orjson.dumps`` of what orjson read (such an integer as a float). ``write`` (dicts, orjson)
+serves ``--details``.
 """
 
 from __future__ import annotations

@@ -112,6 +112,16 @@ async def test_string_expires_in_is_accepted(mocked: aioresponses, client: ApiCl
     assert page.total == 2
 
 
+def _authorizations_sent(mocked: aioresponses) -> list[str]:
+    """The Authorization header of each GET made, in order."""
+    return [
+        call.kwargs["headers"]["Authorization"]
+        for key, calls in mocked.requests.items()
+        if key[0] == "GET"
+        for call in calls
+    ]
+
+
 async def test_expired_token_is_renewed_once_and_the_call_retried(
     mocked: aioresponses, client: ApiClient
 ) -> None:
@@ -122,13 +132,7 @@ async def test_expired_token_is_renewed_once_and_the_call_retried(
     mocked.get(LIST, status=200, body=PAGE, headers={"X-Total-Count": "2"})
     counters = Counters()
     await make_fetcher(client, Sleeps(), counters).page(0, 100)
-    sent = [
-        call.kwargs["headers"]["Authorization"]
-        for key, calls in mocked.requests.items()
-        if key[0] == "GET"
-        for call in calls
-    ]
-    assert sent == ["Bearer tok-1", "Bearer tok-2"]
+    assert _authorizations_sent(mocked) == ["Bearer tok-1", "Bearer tok-2"]
     assert counters.token_refused == 1
 
 
@@ -179,13 +183,7 @@ async def test_a_renewal_that_fails_for_a_while_is_retried(
     counters = Counters()
     page = await make_fetcher(client, Sleeps(), counters).page(0, 100)
     assert page.total == 2
-    sent = [
-        call.kwargs["headers"]["Authorization"]
-        for key, calls in mocked.requests.items()
-        if key[0] == "GET"
-        for call in calls
-    ]
-    assert sent == ["Bearer tok-1", "Bearer tok-2"]
+    assert _authorizations_sent(mocked) == ["Bearer tok-1", "Bearer tok-2"]
     assert counters.retries == 2
 
 

@@ -23,6 +23,7 @@ import orjson
 from exporter.config import Credentials, ExportConfig, RetryPolicy, Timeouts
 from exporter.errors import ExportError, Interrupted, RequestRejected, UsageError, redact
 from exporter.export import count, drain, export, get_orders
+from exporter.jsoncodec import encode_line
 from exporter.plan import Shard
 from exporter.report import summary_line
 from exporter.storage import aws_secrets
@@ -450,7 +451,7 @@ def get_command(ids: tuple[str, ...], **params: Any) -> None:
         if record is None:
             missing.append(order_id)
         else:
-            out.write(orjson.dumps(record) + b"\n")
+            out.write(encode_line(record))
     out.flush()
     if missing:
         raise RequestRejected(f"no such order: {', '.join(missing)}", status=404)

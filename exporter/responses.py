@@ -16,6 +16,7 @@ import msgspec
 import orjson
 import simdjson
 
+from exporter import jsoncodec
 from exporter.errors import (
     ApiError,
     ApiKeyRefused,
@@ -167,11 +168,11 @@ def decode_lines(raw: RawPage) -> Page:
     A line is the order's JSON text as the API sent it when the body is on one line (the usual compact
     answer), else simdjson's minified text of it: either way one line holding the same JSON value.
 
-    A body simdjson refuses (it refuses integers beyond 64 bits) is checked by ``decode_page`` instead
-    (orjson: the ids, and the same BadResponse for a body orjson refuses too); its lines are still the
-    orders' own bytes when it is on one line, so such an integer keeps every digit; on several lines, they
-    are ``orjson.dumps`` of what orjson read (which makes such an integer a float)."""
-    # simdjson skips a leading byte order mark that orjson refuses (check_page refuses it before this).
+    A body simdjson refuses (it refuses integers beyond 64 bits) is checked by ``decode_page`` instead (the
+    ids, and the same BadResponse for a body that is not JSON there either); its lines are still the
+    orders' own bytes when it is on one line, else the JSON text of what ``decode_page`` read: either way
+    such an integer keeps every digit."""
+    # simdjson skips a leading byte order mark that decode_page refuses (check_page refuses it before this).
     if not raw.body.startswith(_BOM):
         try:
             found = _simd_lines(raw.body)
@@ -180,12 +181,12 @@ def decode_lines(raw: RawPage) -> Page:
         if found is not None:
             lines, ids = found
             return Page(offset=raw.offset, items=lines, ids=ids, total=raw.total, request_id=raw.request_id)
-    # Refused, or not an array of objects: decode_page raises its BadResponse, or decodes what orjson takes.
+    # Refused, or not an array of objects: decode_page raises its BadResponse, or decodes the page.
     page = decode_page(raw)
     spans = _spans(raw.body, len(page.items)) if _one_line(raw.body) else None
     return Page(
         offset=page.offset,
-        items=spans if spans is not None else [orjson.dumps(item) for item in page.items],
+        items=spans if spans is not None else [jsoncodec.encode(item) for item in page.items],
         ids=page.ids,
         total=page.total,
         request_id=page.request_id,
@@ -206,9 +207,9 @@ def _simd_lines(body: bytes) -> tuple[list[bytes], list[Any]] | None:
     cheap as reusing one: it allocates at ``parse`` either way), so even a proxy kept by a traceback cannot
     block the next page.
 
-    An order with two "id" keys gets the first one's value here, where orjson keeps the last (its line keeps
-    both keys, as the API sent them): finding a second top-level "id" means looking at every key of every
-    order, which costs about as much as simdjson saves."""
+    An order with two "id" keys gets the first one's value here, where decode_page keeps the last (its line
+    keeps both keys, as the API sent them): finding a second top-level "id" means looking at every key of
+    every order, which costs about as much as simdjson saves."""
     one_line = _one_line(body)
     parser = simdjson.Parser()
     doc = parser.parse(body)
@@ -375,8 +376,8 @@ def _decode(body: bytes, *, request_id: str | None, offset: int | None) -> Any:
     if _blank(body):
         raise BadResponse("the body is empty", request_id=request_id, offset=offset)
     try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
+        return jsoncodec.decode(body)
+    except jsoncodec.DECODE_ERRORS as exc:
         raise BadResponse(
             f"the body is not JSON ({len(body)} bytes, starts {_clip(body)!r}): it may be cut short or an "
             "HTML page from a proxy",

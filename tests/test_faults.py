@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -15,7 +16,7 @@ from exporter import IncompleteExport, export
 from exporter.config import Credentials, ExportConfig, RetryPolicy, Timeouts
 from exporter.sandbox import Sandbox, SandboxConfig
 from tests.conftest import FORMATS, SUFFIX, export_config
-from tests.readback import assert_export_matches
+from tests.readback import assert_export_matches, read_csv, read_parquet
 
 ALL_FAULTS = SandboxConfig(
     orders=20_000,
@@ -393,3 +394,39 @@ async def test_odd_pages_of_a_jsonl_export_read_back_as_orjson_reads_them(
     assert orjson.loads(out.read_bytes().splitlines()[18])["big"] == 1.8446744073709552e19
     # The pages at offsets 0, 9, 18, 27 and 36: the two holding order 18 (9 and 18) went to orjson.
     assert simd_pages == [10, 10, 4]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("spread", [False, True], ids=["one-line", "on-lines"])
+async def test_integers_beyond_64_bits_keep_every_digit(
+    scripted_server: tuple[str, list[Answer]], tmp_path: Path, fmt: str, spread: bool
+) -> None:
+    """An integer beyond 64 bits, at the top level, nested in a list and as an id: every format writes its
+    digits (JSONL as a number, CSV and Parquet as text, since no int64 column can hold it); the big ids
+    stay apart, so none is taken for a duplicate."""
+    big = 10**30
+    orders = [{"id": big + i, "n": i, "deep": [i, -big if i == 7 else i]} for i in range(20)]
+
+    def answer(offset: int, limit: int) -> bytes:
+        page = orders[offset : offset + limit]
+        texts = [json.dumps(order, separators=(",", ":")).encode() for order in page]
+        body = b"[" + (b",\n" if spread else b",").join(texts) + b"]"
+        return _answer(body, {"X-Total-Count": str(len(orders))})
+
+    base_url, script = scripted_server
+    script.append(answer)
+    out = tmp_path / f"orders{SUFFIX[fmt]}"
+    report = await export(hostile_config(base_url, out, page_size=6, format=fmt))
+    assert report["complete"], report["reason"]
+    assert report["orders_written"] == len(orders)
+    if fmt == "jsonl":
+        assert [json.loads(line) for line in out.read_bytes().splitlines()] == orders
+    elif fmt == "csv":
+        _, rows = read_csv(out)
+        assert [row["id"] for row in rows] == [str(order["id"]) for order in orders]
+        assert rows[7]["deep"] == f"[7,{-big}]"
+    else:
+        rows = read_parquet(out)
+        assert [row["id"] for row in rows] == [str(order["id"]) for order in orders]
+        assert [row["n"] for row in rows] == list(range(20))
+        assert rows[7]["deep"] == f"[7,{-big}]"

@@ -6,7 +6,8 @@ Rules of ``flatten_record`` (one cell per leaf, column name = the path of keys j
 - a nested object is flattened (``customer.id``, ``properties.site.city``); an *empty* object is one cell
   ``{}`` under its own name, so it stays apart from an absent or null one;
 - a list is its JSON text (``["a",1]``); null is an empty cell (an absent field too: no cell at all);
-- ``true``/``false``; a number is its JSON text (orjson's); a string is itself, verbatim;
+- ``true``/``false``; a number is its JSON text (orjson's, every digit of a big integer kept); a string
+  is itself, verbatim;
 - a key that itself holds ``.`` or ``\\`` is written with ``\\.`` and ``\\\\``, so that ``{"a.b": 1}`` and
   ``{"a": {"b": 2}}`` can never share a column (ordinary keys are untouched).
 """
@@ -16,14 +17,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-import orjson
+from exporter.jsoncodec import encode
 
 _KEY_ESCAPES = str.maketrans({"\\": "\\\\", ".": "\\."})
 
 
 def json_text(value: Any) -> str:
-    """The JSON text of a value (orjson's)."""
-    return orjson.dumps(value).decode()
+    """The JSON text of a value (``jsoncodec.encode``: orjson's, any integer exact)."""
+    return encode(value).decode()
 
 
 def text_of(value: Any) -> str:

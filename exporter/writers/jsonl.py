@@ -9,24 +9,21 @@ building Python objects (``responses.decode_lines``): each order's bytes as the 
 is on one line, else simdjson's minified text of the order (escapes such as ``\\u00e9`` or ``\\/`` come
 out as the characters; a number may be spelled otherwise, ``1e+15`` for ``1000000000000000.0``). Either way
 the same JSON value orjson would write, with one difference: an order with a key twice keeps both, as the
-API sent them, where orjson keeps the last one only. A page simdjson refuses (an integer beyond 64 bits)
-is checked by orjson; on one line its lines are still the orders' bytes (every digit kept), on several
-they are ``orjson.dumps`` of what orjson read (such an integer as a float). ``write`` (dicts, orjson)
-serves ``--details``.
+API sent them, where a decoder keeps the last one only. A page simdjson refuses (an integer beyond 64
+bits) is decoded by ``responses.decode_page``; on one line its lines are still the orders' bytes, on
+several they are the JSON text of what was decoded (``jsoncodec``: such an integer keeps every digit).
+``write`` (dicts, ``jsoncodec.encode_line``) serves ``--details``.
 """
 
 from __future__ import annotations
 
 import io
-from functools import partial
 from typing import Any, BinaryIO
 
-import orjson
-
 from exporter.errors import ExportError
+from exporter.jsoncodec import encode_line
 from exporter.writers.state import check_tag, cut, integer, new_state, read_at, refuse
 
-_dumps_line = partial(orjson.dumps, option=orjson.OPT_APPEND_NEWLINE)
 _BUFFER = 1 << 18
 
 
@@ -68,7 +65,7 @@ class JsonlWriter:
         # writelines() takes each line as soon as orjson makes it: no list of byte strings to hold, which
         # on this kind of VM (fresh pages are expensive) is several times faster than b"".join(...).
         try:
-            self._buffer.writelines(map(_dumps_line, records))
+            self._buffer.writelines(map(encode_line, records))
         except OSError as exc:
             raise self._failed(exc) from exc
         self.orders += len(records)

@@ -7,8 +7,13 @@ included, and a burst can only use the credit left idle (``burst`` slots at most
 backoff when it gave none), and the rate drops to a little under what was really achieved just before:
 that is the best estimate of the server's limit, known or not, and it is remembered. After that the
 rate grows back quickly (x1.5 a quiet second) to 90% of that remembered limit, then only probes above it
-(+1% a second), so an unknown limit is found in a few seconds and then costs few rate-limited answers;
-never above ``--rate`` when one was given. When the rate changes, every waiting fetcher takes its turn
+(+1% a second), so an unknown limit is found in a few seconds and then costs few rate-limited answers.
+After each pause the server's bucket is full again, and its burst goes through at once: what went
+through before the first refusal, at full speed, is taken for that burst and not counted as rate when a
+refusal comes within a second of a pause (counted, a burst of 20 on a 50/s limit looked like 400/s and
+the rate came down a tenth per one-second pause); and a refusal once a pause is over is a new event,
+however soon, since what was sent after the pause was already too much. The rate is never above
+``--rate`` when one was given. When the rate changes, every waiting fetcher takes its turn
 again at the new spacing (within ``_RECHECK``): turns reserved at a low rate would otherwise keep their
 distant starts after the rate has grown. The clock and the sleep are injected so that tests move time by
 hand (``tests/test_limiter_sim.py`` runs many fetchers against the sandbox's token bucket in virtual time).
@@ -60,6 +65,12 @@ class RateLimiter:
         self._last_growth = 0.0
         self._limit_seen: float | None = None  # what got through when the server last said slow down
         self._successes: collections.deque[float] = collections.deque()
+        # Since the last pause ended: its start and the successes counted after it; and the server's
+        # burst as the first refusal showed it.
+        self._period_start = 0.0
+        self._period_first: float | None = None  # when its first success came back
+        self._period_successes = 0
+        self._burst_seen: int | None = None
 
     @property
     def rate(self) -> float | None:
@@ -117,6 +128,10 @@ class RateLimiter:
         """A request went through: remember it for the rate estimate."""
         now = self._clock()
         self._successes.append(now)
+        if now >= self._period_start:
+            self._period_successes += 1
+            if self._period_first is None:
+                self._period_first = now
         while self._successes and self._successes[0] < now - _ESTIMATE_WINDOW:
             self._successes.popleft()
         if now >= self._event_until:
@@ -129,11 +144,26 @@ class RateLimiter:
             pause = min(_BACKOFF_MAX, _BACKOFF_BASE * 2.0**self._strikes)
         else:
             pause = min(retry_after, 3600.0)
+        # Answers to requests already in flight belong to the same event: lower the rate once for all. A
+        # refusal once the pause is over is news, though: what was sent after it was already too much.
+        new_event = now >= self._event_until or (self._period_start <= now and self._burst_seen is not None)
         self._paused_until = max(self._paused_until, now + pause)
-        # Answers to requests already in flight belong to the same event: lower the rate once for all.
-        if now >= self._event_until:
+        if new_event:
             self._strikes += 1
             achieved, span = self._achieved(now)
+            if self._burst_seen is None:
+                # Sent at full speed (no rate yet), everything before the first refusal was the burst; at
+                # a given rate the server's bucket was never emptied at once.
+                self._burst_seen = self._period_successes if self._rate is None else 0
+            elif self._period_first is not None and now - self._period_first < _ESTIMATE_WINDOW:
+                # The window holds the start of this period, when the server's bucket was full again: its
+                # burst went through at once and would pass for rate. Count what came after it, over the
+                # time since the first answer of the period (its requests left when the pause ended).
+                beyond = self._period_successes - self._burst_seen
+                achieved = beyond / max(now - self._period_first, 1e-3) if beyond > 0 else 0.0
+            self._period_start = self._paused_until
+            self._period_first = None
+            self._period_successes = 0
             if self._rate is None and achieved <= 0:
                 # Too little went through to measure a rate (a server that allows no burst): what did go
                 # through, spread over the pause, is a start; without one the next burst is refused too.

@@ -39,6 +39,12 @@ class WalkState:
     head: Any = None  # a shard's anchor: the id of its slice's first order, which the shard before writes
 
 
+def orders_kept(counters: dict[str, Any]) -> int:
+    """The orders in the output at a commit, from its counters: those the walk handed on, less those whose
+    detail was gone (``--details``, 404), which the output never got."""
+    return int(counters.get("orders_written", 0)) - int(counters.get("details_missing", 0))
+
+
 @dataclass
 class Checkpoint:
     """One commit of one export."""

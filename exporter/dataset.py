@@ -36,7 +36,7 @@ import anyio
 import orjson
 import pyarrow.parquet as pq
 
-from exporter.checkpoint import Checkpoint, WalkState, parse_checkpoint
+from exporter.checkpoint import Checkpoint, WalkState, orders_kept, parse_checkpoint
 from exporter.config import ExportConfig
 from exporter.errors import AlreadyComplete, ExportError, IncompleteExport, UsageError
 from exporter.partitions import Partitioner, parse_specs
@@ -98,6 +98,7 @@ class DatasetOutput:
         self.latest: Any = None
         self._unsaved = False
         self._finished = False
+        self.kept_orders: int | None = None  # the orders in the parts the last checkpoint lists
         existing = store.get_bytes(MANIFEST)
         if existing is not None:
             rows = _rows_if_same(existing, self.parameters)
@@ -178,7 +179,7 @@ class DatasetOutput:
             "shard": [self.shard.index, self.shard.count],
             "verdict": {"complete": verdict.complete, "reason": verdict.reason},
             "edges": _edges_json(verdict),
-            "orders": counters.orders_written,
+            "orders": counters.orders_written - counters.details_missing,  # what its parts hold
             "totals": {"first": counters.total_first, "last": counters.total_last},
             "writer": self._state(),
         }
@@ -213,7 +214,9 @@ class DatasetOutput:
             return False
         with contextlib.suppress(ExportError, UsageError):
             where = self.store.uri_of(self._checkpoint_name)
-            self.parts = _parts_of(parse_checkpoint(data, self.fingerprint, where).writer, where)
+            committed = parse_checkpoint(data, self.fingerprint, where)
+            self.parts = _parts_of(committed.writer, where)
+            self.kept_orders = orders_kept(committed.walk.counters)
             self._sweep()
         self._cleanup()
         return True

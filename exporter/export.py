@@ -16,7 +16,7 @@ import anyio
 import orjson
 
 from exporter.auth import TokenProvider
-from exporter.checkpoint import Checkpoint, WalkState
+from exporter.checkpoint import Checkpoint, WalkState, orders_kept
 from exporter.checkpoint import load as load_checkpoint
 from exporter.checkpoint import remove as remove_checkpoint
 from exporter.checkpoint import save as save_checkpoint
@@ -157,6 +157,7 @@ class _Output:
         self.latest: Callable[[], WalkState] | None = None
         self._last_commit = time.monotonic()
         self._closing = False
+        self.kept_orders: int | None = None  # the orders in the output at the last commit
 
     async def deliver(self, records: Items) -> None:
         """One page of new orders: dicts, or JSON lines when ``decode`` is ``decode_lines``."""
@@ -194,6 +195,7 @@ class _Output:
         self.sink.sync()
         save_checkpoint(self.checkpoint_path, checkpoint)
         self._last_commit = time.monotonic()
+        self.kept_orders = orders_kept(checkpoint.walk.counters)
 
     @property
     def name(self) -> str:
@@ -357,7 +359,8 @@ def _settle(exc: BaseException, output: _Output | DatasetOutput, counters: Count
         output.discard()
         return exc
     kept = output.suspend()
-    how = f"{counters.orders_written:,} orders are kept; run the same command with --resume to continue"
+    count = output.kept_orders if output.kept_orders is not None else counters.orders_written
+    how = f"{count:,} orders are kept; run the same command with --resume to continue"
     if interrupted:
         return Interrupted(
             f"interrupted: {how}" if kept else "interrupted: nothing was written under the final name"

@@ -142,6 +142,9 @@ def test_sigterm_stops_within_two_seconds_and_says_how_to_resume(
     assert proc.returncode == 130
     assert "--resume" in stderr
     assert len(stderr.strip().splitlines()) == 1, stderr
+    kept = int(stderr.split(" orders are kept")[0].rsplit(" ", 1)[-1].replace(",", ""))
+    committed = orjson.loads(checkpoint_of(out).read_bytes())["walk"]["counters"]["orders_written"]
+    assert kept == committed, "the line counts what the last commit holds"
     resumed = export_run(sandbox, out, "--resume")
     assert resumed.returncode == 0, resumed.stderr
     assert same_output(out, reference["csv"], "csv")

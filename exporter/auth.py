@@ -12,7 +12,6 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 
-from exporter.errors import BadResponse
 from exporter.responses import TokenAnswer
 
 _MAX_MARGIN = 60.0  # renew at most this long before expiry...
@@ -64,18 +63,7 @@ class TokenProvider:
             # Someone renewed while we waited for the lock: use theirs.
             if current is not None and current != stale and self._clock() < self._renew_at:
                 return current
-            try:
-                answer = await self._fetch()
-            except BadResponse as exc:
-                if exc.status is None and '_token"' in exc.message:
-                    # A 2xx token answer cut short: its words quote the body, which holds the token (its
-                    # "access_token" key is in the quote). Say what is wrong, not what was in it; anything
-                    # else (an HTML page from a proxy) is still quoted.
-                    exc.message = (
-                        "the token endpoint's answer is not a usable token answer (its body is not shown: "
-                        "it may hold a token)"
-                    )
-                raise
+            answer = await self._fetch()
             self.tokens_fetched += 1
             self._recent.append(answer.access_token)
             token_type = "Bearer" if answer.token_type.lower() == "bearer" else answer.token_type

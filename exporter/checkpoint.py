@@ -40,8 +40,8 @@ class WalkState:
 
 
 def orders_kept(counters: dict[str, Any]) -> int:
-    """The orders in the output at a commit, from its counters: those the walk handed on, less those whose
-    detail was gone (``--details``, 404), which the output never got."""
+    """The orders in the output at a commit, from its saved counters (``Counters.orders_in_output`` of
+    the counters then)."""
     return int(counters.get("orders_written", 0)) - int(counters.get("details_missing", 0))
 
 

@@ -12,7 +12,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -73,10 +73,6 @@ def _fail(exc: ExportError) -> NoReturn:
     sys.exit(exc.exit_code)
 
 
-def _redact(text: str, secrets: Iterable[str]) -> str:
-    return redact(text, secrets)
-
-
 class _RedactingFormatter(logging.Formatter):
     """Last line of defence: no secret reaches a log line (tracebacks included), whatever a library puts
     there."""
@@ -86,7 +82,7 @@ class _RedactingFormatter(logging.Formatter):
         self._secrets = secrets
 
     def format(self, record: logging.LogRecord) -> str:
-        return _redact(super().format(record), self._secrets)
+        return redact(super().format(record), self._secrets)
 
 
 def _run(main: Callable[[], Awaitable[T]], secrets: Sequence[str]) -> T:
@@ -94,15 +90,15 @@ def _run(main: Callable[[], Awaitable[T]], secrets: Sequence[str]) -> T:
     try:
         return anyio.run(main)
     except ExportError as exc:
-        exc.message = _redact(exc.message, secrets)
+        exc.message = redact(exc.message, secrets)
         if getattr(exc, "description", None):
-            exc.description = _redact(exc.description, secrets)  # type: ignore[attr-defined]
+            exc.description = redact(exc.description, secrets)  # type: ignore[attr-defined]
         raise
     except Exception as exc:
         # A bug of ours: one line all the same; the traceback goes to the log at -vv, redacted.
         logging.getLogger("exporter").debug("unexpected error", exc_info=True)
         raise ExportError(
-            _redact(f"unexpected error, please report it: {type(exc).__name__}: {exc}", secrets)
+            redact(f"unexpected error, please report it: {type(exc).__name__}: {exc}", secrets)
         ) from exc
 
 

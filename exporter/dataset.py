@@ -42,6 +42,7 @@ from exporter.errors import AlreadyComplete, ExportError, IncompleteExport, Usag
 from exporter.partitions import Partitioner, parse_specs
 from exporter.plan import Shard, ShardEdges, Verdict, join_shards
 from exporter.report import Counters
+from exporter.responses import Decode, decode_page
 from exporter.storage import Store
 from exporter.writers.arrowconv import Converter, conform_batch
 from exporter.writers.kinds import Struct, kind_from_json, kind_to_json, unify
@@ -81,6 +82,7 @@ class DatasetOutput:
     """One run's (one shard's) share of a dataset; the same methods as the single-file output."""
 
     format = "parquet"
+    decode: Decode = staticmethod(decode_page)  # Parquet parts are written from dicts
 
     def __init__(self, config: ExportConfig, store: Store) -> None:
         self.store = store
@@ -179,7 +181,7 @@ class DatasetOutput:
             "shard": [self.shard.index, self.shard.count],
             "verdict": {"complete": verdict.complete, "reason": verdict.reason},
             "edges": _edges_json(verdict),
-            "orders": counters.orders_written - counters.details_missing,  # what its parts hold
+            "orders": counters.orders_in_output,
             "totals": {"first": counters.total_first, "last": counters.total_last},
             "writer": self._state(),
         }

@@ -256,10 +256,9 @@ async def export(config: ExportConfig) -> dict[str, Any]:
         _write_report(config, report)
         return report
     resume = output.resumed.walk if output.resumed is not None else None
-    decode = output.decode if isinstance(output, _Output) else decode_page
     try:
         async with (
-            _fetcher(config, counters, decode=decode) as fetcher,
+            _fetcher(config, counters, decode=output.decode) as fetcher,
             task_group() as tg,
             _fewer_collections(),
         ):

@@ -35,6 +35,12 @@ class Counters:
     details_missing: int = 0
     shard: ShardEdges | None = None  # a shard's edges (--shard), as in the verdict of its run
 
+    @property
+    def orders_in_output(self) -> int:
+        """What the output holds: with --details, the orders gone before their detail (404) are handed on
+        by the walk (and counted in ``orders_written``, whose count the verdict checks) but not written."""
+        return self.orders_written - self.details_missing
+
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
@@ -56,9 +62,7 @@ def build_report(
 ) -> dict[str, Any]:
     """The run report: what ``--report`` writes and ``export()`` returns."""
     wall = counters.elapsed()
-    # What the output holds: with --details, the orders gone before their detail (404) are listed (and
-    # counted by the walk, whose count the verdict checks) but not written.
-    written = counters.orders_written - counters.details_missing
+    written = counters.orders_in_output
     tallies = asdict(counters)
     tallies.pop("started")
     tallies.pop("shard")

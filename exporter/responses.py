@@ -12,7 +12,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import msgspec
 import orjson
 import simdjson
 
@@ -183,7 +182,7 @@ def decode_lines(raw: RawPage) -> Page:
             return Page(offset=raw.offset, items=lines, ids=ids, total=raw.total, request_id=raw.request_id)
     # Refused, or not an array of objects: decode_page raises its BadResponse, or decodes the page.
     page = decode_page(raw)
-    spans = _spans(raw.body, len(page.items)) if _one_line(raw.body) else None
+    spans = _spans(raw.body, len(page.items))
     return Page(
         offset=page.offset,
         items=spans if spans is not None else [jsoncodec.encode(item) for item in page.items],
@@ -210,7 +209,7 @@ def _simd_lines(body: bytes) -> tuple[list[bytes], list[Any]] | None:
     An order with two "id" keys gets the first one's value here, where decode_page keeps the last (its line
     keeps both keys, as the API sent them): finding a second top-level "id" means looking at every key of
     every order, which costs about as much as simdjson saves."""
-    one_line = _one_line(body)
+    one_line = _one_line(body)  # else _spans gives nothing: the elements' texts are printed in the loop
     parser = simdjson.Parser()
     doc = parser.parse(body)
     if type(doc) is not simdjson.Array:
@@ -241,23 +240,22 @@ def _simd_lines(body: bytes) -> tuple[list[bytes], list[Any]] | None:
     return minis, ids
 
 
-_RAW_ELEMENTS = msgspec.json.Decoder(list[msgspec.Raw])
-
-
 def _one_line(body: bytes) -> bool:
     """Whether ``body`` holds no line break: then none of its elements' bytes does either."""
     return b"\n" not in body and b"\r" not in body
 
 
 def _spans(body: bytes, count: int) -> list[bytes] | None:
-    """The bytes of each of the ``count`` elements of the JSON array ``body``, or None if msgspec does not
-    find them (it stops at a depth simdjson allows, for one). Copied out of msgspec's views into ``body``
-    (~6 us a page): lines are plain bytes wherever they go."""
-    try:
-        spans = _RAW_ELEMENTS.decode(body)
-    except (msgspec.DecodeError, RecursionError, ValueError):
+    """The bytes of each of the ``count`` elements of the JSON array ``body``: one line each, as JSON
+    lines must be; None when the body has line breaks (an element's bytes could span them) or when msgspec
+    does not find the elements (it stops at a depth simdjson allows, for one)."""
+    if not _one_line(body):
         return None
-    return list(map(bytes, spans)) if len(spans) == count else None
+    try:
+        spans = jsoncodec.elements(body)
+    except jsoncodec.DECODE_ERRORS:
+        return None
+    return spans if len(spans) == count else None
 
 
 def _id_text(value: simdjson.Object | simdjson.Array) -> str:
@@ -277,7 +275,17 @@ def parse_object(body: bytes, headers: Mapping[str, str]) -> dict[str, Any]:
 def parse_token(body: bytes, headers: Mapping[str, str]) -> TokenAnswer:
     """A 2xx token answer; ``expires_in`` may be an integer or a string."""
     request_id = headers.get(REQUEST_ID)
-    value = _decode(body, request_id=request_id, offset=None)
+    try:
+        value = _decode(body, request_id=request_id, offset=None)
+    except BadResponse as exc:
+        if '_token"' in _clip(body):
+            # Cut short after its token key: the quote _decode makes would show the token. Say what is
+            # wrong, not what was in it; anything else (an HTML page from a proxy) is still quoted.
+            exc.message = (
+                "the token endpoint's answer is not a usable token answer (its body is not shown: "
+                "it may hold a token)"
+            )
+        raise
     token = value.get("access_token") if isinstance(value, dict) else None
     if not isinstance(token, str) or not token:
         raise BadResponse("the token endpoint answered without an access_token", request_id=request_id)

@@ -40,7 +40,6 @@ from exporter.responses import Decode, Items, decode_lines, decode_page
 from exporter.sinks import checkpoint_path_for, open_sink
 from exporter.storage import is_object_url, open_store
 from exporter.writers import open_writer, resume_writer
-from exporter.writers.jsonl import JsonlWriter
 
 if TYPE_CHECKING:
     from exporter.dataset import DatasetOutput
@@ -146,13 +145,14 @@ class _Output:
         except BaseException:
             self.sink.keep() if self.resumed is not None else self.sink.abort()
             raise
-        # JSONL without details needs nothing of an order but its text and its id: the pages are decoded
-        # straight into lines (simdjson, msgspec), and the writer writes them as they are.
+        # Without details, an order is needed only as its text and its id: the pages are decoded straight
+        # into lines (simdjson, msgspec) for a writer that takes them (JSONL writes them as they are,
+        # Parquet parses them with pyarrow's JSON reader, off the event loop's thread).
         self._write: Callable[[Items], None] = self.writer.write
         self.decode: Decode = decode_page
-        if self.format == "jsonl" and not config.details:
-            assert isinstance(self.writer, JsonlWriter)
-            self._write = self.writer.write_lines
+        write_lines = getattr(self.writer, "write_lines", None)
+        if write_lines is not None and not config.details:
+            self._write = write_lines
             self.decode = decode_lines
         self.latest: Callable[[], WalkState] | None = None
         self._last_commit = time.monotonic()

@@ -196,15 +196,16 @@ async def test_a_failure_while_finishing_gives_no_resume_advice(
         ("orders.ndjson", {"sort": "-createdAt"}, True),
         ("orders.jsonl", {"details": True}, False),
         ("orders.csv", {}, False),
-        ("orders.parquet", {}, False),
+        ("orders.parquet", {}, True),
+        ("orders.parquet", {"details": True}, False),
         ("dataset/", {}, False),
     ],
 )
-async def test_only_jsonl_without_details_decodes_pages_into_lines(
+async def test_jsonl_and_parquet_without_details_decode_pages_into_lines(
     tmp_path: Path, simd_pages: list[int], output: str, options: dict[str, Any], lines: bool
 ) -> None:
-    """JSONL without --details: every list page goes through simdjson, and the file reads back exact; every
-    other output (details, CSV, Parquet, datasets) keeps the orders as dicts."""
+    """JSONL and Parquet without --details: every list page goes through simdjson, and the file reads back
+    exact; every other output (details, CSV, datasets) keeps the orders as dicts."""
     out = f"{tmp_path / output}/" if output.endswith("/") else tmp_path / output
     async with Sandbox(SandboxConfig(orders=2_000, seed=17)) as sb:
         report = await export(export_config(sb, out, page_size=100, **options))
@@ -213,7 +214,7 @@ async def test_only_jsonl_without_details_decodes_pages_into_lines(
     if lines:
         assert len(simd_pages) == report["requests"], "every page, the first and the last reads too"
         assert sum(simd_pages) >= 2_000
-        assert_export_matches(Path(out), "jsonl", expected)
+        assert_export_matches(Path(out), "parquet" if output.endswith(".parquet") else "jsonl", expected)
     else:
         assert simd_pages == []
 

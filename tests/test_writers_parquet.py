@@ -386,3 +386,123 @@ def test_lists_of_nulls_survive_beside_timestamps(tmp_path: Path) -> None:
     assert [row["l"] for row in rows] == [[None], [None, None, None], []]
     assert rows[0]["p"] == {"l": [None, None], "e": {"_empty": None}, "d": dt.date(2024, 5, 1)}
     assert rows[2]["at"] == dt.datetime(2024, 5, 2, 8, 0, tzinfo=UTC)
+
+
+# -- orders given as JSON lines (pyarrow's JSON reader) ---------------------------------------------
+
+PLAIN = [
+    {
+        "id": f"o{i}",
+        "n": i,
+        "vat": 0.2 if i % 2 else 1,
+        "at": "2024-05-01T10:00:00+02:00",
+        "day": "2024-05-01",
+        "ok": i % 3 == 0,
+        "tags": ["a", None],
+        "customer": {"id": "c", "seen": [{"at": "2024-05-01T10:00:00Z"}]},
+        "none": None,
+        "empty": {},
+    }
+    for i in range(6)
+]
+
+
+def lines_of(orders: list[dict[str, Any]]) -> list[bytes]:
+    from exporter.jsoncodec import encode
+
+    return [encode(order) for order in orders]
+
+
+def test_the_json_reader_converts_plain_orders_exactly_as_the_dict_path() -> None:
+    converter = Converter(infer(PLAIN))
+    batch = converter.convert_lines(lines_of(PLAIN))
+    assert batch is not None, "plain orders take the JSON reader's path"
+    assert batch.equals(converter.convert(PLAIN))
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'{"id":"x","n":1.0}',  # a float in an int column
+        b'{"id":"x","n":true}',
+        b'{"id":"x","n":9223372036854775808}',  # beyond int64
+        b'{"id":"x","vat":9007199254740993}',  # a double would round it
+        b'{"id":"x","vat":1e300}',  # a double, but the reader's path is only for magnitudes below 2**53
+        b'{"id":"x","unknown":null}',
+        b'{"id":"x","customer":{"id":"c","more":1}}',  # a nested key first seen late
+        b'{"id":"x","id":"y"}',  # a key twice: the dict path keeps the last
+        b'{"id":"x","at":"not a date"}',
+        b'{"id":"x","day":"2024-02-30"}',
+        b'{"id":"x","tags":"a"}',
+        b'{"id":"x","customer":""}',
+        b'{"id":"x","empty":{"a":1}}',
+        b'{"id":5}',
+    ],
+)
+def test_the_json_reader_hands_on_what_it_cannot_convert_exactly(line: bytes) -> None:
+    """Each of these goes to the dict path (None), which widens the kind or keeps the value exact."""
+    converter = Converter(infer(PLAIN))
+    assert converter.convert_lines([*lines_of(PLAIN[:2]), line]) is None
+
+
+def test_a_kind_with_text_columns_has_no_json_reader_path() -> None:
+    converter = Converter(infer([{"id": "x", "mixed": 1}, {"id": "y", "mixed": "a"}]))
+    assert converter.convert_lines([b'{"id":"z","mixed":"b"}']) is None
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_lines_and_dicts_give_the_same_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, threads: int
+) -> None:
+    """Orders given as lines, some of them odd (the dict path widens for those), make the file that the
+    same orders given as dicts make, with or without the converting thread."""
+    monkeypatch.setattr("exporter.writers.parquet.cores", lambda: threads)
+    orders = [*PLAIN, {"id": "late", "n": 2.5, "new": {"x": 1}}, *PLAIN, {"id": "big", "vat": 2**60 + 1}]
+    orders += [{**order, "id": f"again{i}"} for i, order in enumerate(PLAIN * 3)]
+    tables = []
+    for name in ("dicts", "lines"):
+        path = tmp_path / f"{name}.parquet"
+        with path.open("wb") as stream:
+            writer = ParquetWriter(
+                stream, scratch_dir=tmp_path, sample_rows=4, batch_rows=4, lines_rows=4, row_group_rows=5
+            )
+            for start in range(0, len(orders), 3):
+                page = orders[start : start + 3]
+                writer.write_lines(lines_of(page)) if name == "lines" else writer.write(page)
+            writer.close()
+        tables.append(pq.read_table(path))
+        assert writer.columns_added == ["new"]
+        assert "vat: float -> text" in writer.columns_widened
+    assert tables[1].schema == tables[0].schema
+    assert tables[1].to_pylist() == tables[0].to_pylist()
+    assert tables[0].column("vat").to_pylist()[-len(PLAIN) * 3 - 1] == str(2**60 + 1)
+
+
+def test_a_failure_on_the_converting_thread_reaches_the_caller_and_stops_the_writer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error while a block is written on the thread comes out of a later call; from then on no commit
+    may list what is held (a block is missing from it), no more orders are taken, and abort() leaves no
+    scratch file."""
+    from exporter.errors import ExportError
+    from exporter.writers.parquet import RowGroups
+
+    monkeypatch.setattr("exporter.writers.parquet.cores", lambda: 2)
+    stream = io.BytesIO()
+    writer = ParquetWriter(stream, scratch_dir=tmp_path, sample_rows=4, lines_rows=4, commit_rows=1)
+    writer.write_lines(lines_of(PLAIN[:4]))
+    assert writer.commit(force=True) is not None
+
+    def full(self: Any, batch: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(RowGroups, "add", full)
+    writer.write_lines(lines_of(PLAIN[:4]))  # fails on the thread
+    with pytest.raises(ExportError, match="No space left"):
+        writer.commit(force=True)
+    assert writer.commit(force=True) is None, "the last commit stays the last"
+    with pytest.raises(ExportError, match="cannot go on"):
+        writer.write_lines(lines_of(PLAIN[:4]))
+    writer.abort()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    assert stream.getvalue() == b""

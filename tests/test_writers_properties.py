@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from exporter.jsoncodec import encode
 from exporter.writers import flatten_record
 from exporter.writers.csv import EXTRA_COLUMN, CsvWriter
 from exporter.writers.jsonl import JsonlWriter
@@ -200,3 +201,64 @@ def test_parquet_holds_every_value(
             assert key in row
             assert holds(row[key], value), (key, row[key], value)
         assert all(holds(row[key], None) for key in row.keys() - order.keys())
+
+
+# Orders of one shape (each key keeps one kind of value), now and then an odd value or key: the JSON
+# reader's path converts most batches, the dict path takes the odd ones.
+INTS = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+SHAPES = st.sampled_from(
+    [
+        INTS,
+        st.floats(allow_nan=False, allow_infinity=False) | st.integers(min_value=-1000, max_value=1000),
+        TEXT,
+        st.booleans(),
+        DATES,
+        st.sampled_from(["2024-05-01T10:00:00Z", "2024-05-01T10:00:00.5+02:00", "2024-05-01 10:00-0530"]),
+        st.fixed_dictionaries({"x": INTS | st.none(), "y": TEXT}, optional={"z": st.just({})}),
+        st.lists(st.integers(min_value=-5, max_value=5) | st.none(), max_size=3),
+        st.lists(st.fixed_dictionaries({"t": DATES | st.none()}), max_size=2),
+        st.just({}),
+    ]
+)
+
+
+@st.composite
+def shaped_orders(draw: st.DrawFn) -> list[dict[str, Any]]:
+    keys = draw(st.lists(KEYS, unique=True, min_size=1, max_size=4))
+    order = st.fixed_dictionaries({}, optional={key: draw(SHAPES) | st.none() for key in keys})
+    orders = draw(st.lists(order, min_size=12, max_size=40))
+    odd = st.tuples(st.integers(min_value=0, max_value=len(orders) - 1), KEYS, VALUES)
+    for index, key, value in draw(st.lists(odd, max_size=2)):
+        orders[index] = {**orders[index], key: value}
+    return orders
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(shaped_orders(), CUTS, st.integers(min_value=1, max_value=6))
+def test_parquet_from_json_lines_is_the_file_from_dicts(
+    orders: list[dict[str, Any]], cuts: list[int], rows: int
+) -> None:
+    """Orders given as their JSON lines (pyarrow's JSON reader, the dict path where it cannot be exact)
+    make the same file as the same orders given as dicts, cut into the same batches."""
+    tables = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for lines in (False, True):
+            path = Path(tmp) / f"{lines}.parquet"
+            with path.open("wb") as stream:
+                writer = ParquetWriter(
+                    stream,
+                    scratch_dir=Path(tmp),
+                    sample_rows=rows,
+                    batch_rows=rows,
+                    lines_rows=rows,
+                    row_group_rows=7,
+                )
+                for page in pages_of(orders, cuts):
+                    if lines:
+                        writer.write_lines([encode(order) for order in page])
+                    else:
+                        writer.write(page)
+                writer.close()
+            tables.append(pq.read_table(path))
+    assert tables[1].schema == tables[0].schema
+    assert tables[1].to_pylist() == tables[0].to_pylist()

@@ -11,8 +11,9 @@ uninterrupted run would have written. ``suspend()`` stops and keeps what the las
 ``state`` has the checks a state passes before it is trusted again.
 
 Threads: call ``write()`` from the event loop. It holds the GIL for nearly all its work (JSONL ~0.7 µs an
-order, CSV ~2.5 µs, Parquet ~2.3 µs; Parquet already encodes and compresses row groups on a thread of its
-own, where pyarrow releases the GIL), so a worker thread would only add hand-offs. Run ``close()`` in a
+order, CSV ~2.5 µs, Parquet ~2.3 µs), so a worker thread would only add hand-offs. JSONL and Parquet also
+take orders as their JSON lines (``write_lines``); Parquet then parses them with pyarrow's JSON reader and
+encodes row groups on threads of its own, where pyarrow releases the GIL. Run ``close()`` in a
 worker thread (``anyio.to_thread.run_sync``) if the loop must stay responsive: it copies or rewrites the
 file (Parquet always copies its scratch segments; a rewrite takes ~1 s per million orders).
 """

@@ -9,6 +9,15 @@ int/float/struct/list columns hold only their own types. The other mismatches ma
 and a non-date string makes the cast to timestamp raise; the writer then takes its slow path (infer the
 batch, widen the kind). Date-times and dates are converted as strings and cast afterwards (vectorised).
 
+Orders given as their JSON text (``Converter.convert_lines``) are parsed by pyarrow's JSON reader with the
+ingest type as its explicit schema, in C++ without the GIL and without a Python object per order. That
+reader is strict where ``pyarrow.array`` is lax: a key the type does not name, a key given twice, a value
+of another JSON type (1.0 or true in an int column, 5 in a string one, "" in a struct, an object in a list),
+an int beyond int64, a string that is not a date-time: each is an error, and the caller takes the dict
+path, which widens. Its one silent change is an integer in a double column, rounded like any JSON number;
+a double column holding a value of magnitude 2**53 or more is handed to the dict path too, which keeps such
+integers exact. Kinds with TEXT (mixed values kept as their text) have no JSON reader path.
+
 Parquet cannot hold a struct without fields: an object that is always empty is stored as a struct with one
 null-typed field ``_empty`` (so ``{}`` and null stay apart).
 """
@@ -16,12 +25,14 @@ null-typed field ``_empty`` (so ``{}`` and null stay apart).
 from __future__ import annotations
 
 import datetime as dt
+import io
 from collections.abc import Callable
 from itertools import chain, repeat
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.json as pj
 
 from exporter.errors import ExportError
 from exporter.writers.cells import text_of
@@ -66,6 +77,7 @@ _INTS = frozenset({int, _NONE})
 _NUMBERS = frozenset({int, float, _NONE})
 _DICTS = frozenset({dict, _NONE})
 _LISTS = frozenset({list, _NONE})
+_EXACT = 2.0**53  # doubles below this in magnitude are the only ones an integer certainly kept exact
 
 Records = list[dict[str, Any]]
 Check = Callable[[list[Any]], bool]
@@ -100,6 +112,12 @@ class Converter:
         self._cast = self._ingest != pa.struct(list(self.schema))
         self._check = _struct_check(kind)
         self._prepare = _preparer(kind) if contains(kind, frozenset({TEXT})) else None
+        self._parse: Any = None  # the JSON reader's options, when this kind has that path
+        if kind.fields and self._prepare is None:
+            self._parse = pj.ParseOptions(
+                explicit_schema=pa.schema(list(self._ingest)), unexpected_field_behavior="error"
+            )
+        self._doubles = list(leaf_paths(kind, frozenset({FLOAT})))
 
     def fits(self, records: Records) -> bool:
         """Whether ``convert`` can take ``records`` without silently changing a value."""
@@ -122,6 +140,32 @@ class Converter:
 
     def convert(self, records: Records) -> Any:
         return self.finish(self.ingest(records))
+
+    def convert_lines(self, lines: list[bytes]) -> Any | None:
+        """The record batch of orders given as one-line JSON texts (``responses.decode_lines``), or None when
+        the JSON reader cannot give exactly what ``convert`` would (see the module docstring): the caller
+        then decodes them and takes the dict path."""
+        if self._parse is None or not lines:
+            return None
+        block = b"\n".join(lines)
+        try:
+            table = pj.read_json(
+                io.BytesIO(block),
+                read_options=pj.ReadOptions(use_threads=False, block_size=len(block) + 1),
+                parse_options=self._parse,
+            )
+            if table.num_rows != len(lines):
+                return None
+            array = pa.StructArray.from_arrays(
+                [column.combine_chunks() for column in table.columns], fields=list(self._ingest)
+            )
+            for path in self._doubles:
+                largest = pc.max(pc.abs(_descend(array, path))).as_py()
+                if largest is not None and not largest < _EXACT:  # NaN cannot come from JSON
+                    return None
+            return self.finish(array)
+        except CONVERSION_ERRORS:
+            return None
 
     def bad_temporal_paths(self, array: Any) -> list[KeyPath]:
         """The date-time/date leaves of an ingested array holding a string their type cannot parse."""

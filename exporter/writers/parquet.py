@@ -13,6 +13,16 @@ second core (pyarrow releases the GIL there; on one core the thread's GIL hand-o
 save, so it encodes in line), one at a time, so memory stays about two row groups of Arrow data whatever
 the total.
 
+Orders given as JSON lines (``write_lines``, the export's usual path) are converted ``lines_rows`` (5,000)
+at a time by pyarrow's JSON reader (``Converter.convert_lines``), which gives the batch ``pyarrow.array``
+would, or says it cannot; then the lines are decoded and take the dict path, widening included. With a
+second core this runs on a converting thread of its own, at most ``_JOBS_AHEAD`` blocks behind the caller
+(who waits beyond that), blocks strictly in order: the reader releases the GIL, so the event loop goes on
+fetching and checking pages meanwhile (200,000 orders against the sandbox on this 2-core machine: 1.26 s
+-> 0.95 s). The thread alone touches the writer's state between ``write_lines`` and the next ``commit``,
+``close`` or ``write``, which wait for it first. An error on the thread comes out of a later call, and
+marks the writer broken: a block is missing, so no commit may list what it holds.
+
 Data goes to *segment* files in ``scratch_dir`` (named after the partial output, see ``segments``). When a
 batch does not fit the kind (a field first seen late, at the top level or nested; a value of another type;
 a string that is not a date-time in a timestamp column), the batch is inferred, the kind widened
@@ -47,6 +57,7 @@ import contextlib
 import io
 import os
 import shutil
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -55,6 +66,7 @@ from typing import Any, BinaryIO
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from exporter import jsoncodec
 from exporter.errors import ExportError, UsageError
 from exporter.writers.arrowconv import (
     CONVERSION_ERRORS,
@@ -87,6 +99,8 @@ from exporter.writers.state import cut
 
 _COPY_CHUNK = 1 << 20
 _READ_ROWS = 10_000
+_JOBS_AHEAD = 2  # blocks of lines handed to the converting thread and not yet written
+_BROKEN = "the Parquet output lost orders to an earlier error: it cannot go on"
 _TEMPORAL = frozenset({TIMESTAMP, DATE})
 
 
@@ -205,6 +219,7 @@ class ParquetWriter:
         compression: str = "zstd",
         commit_rows: int = 500_000,
         prefix: str | None = None,
+        lines_rows: int = 5_000,
     ) -> None:
         if scratch_dir is None:
             raise UsageError("Parquet cannot be streamed to stdout: write it to a file, or use -f jsonl/csv")
@@ -220,6 +235,12 @@ class ParquetWriter:
         self._commit_rows = max(1, commit_rows)
         self._compression = compression
         self._pending: list[dict[str, Any]] = []
+        self._lines: list[bytes] = []  # orders as JSON lines, not yet handed on (write_lines)
+        self._lines_rows = max(1, lines_rows)
+        self._converting: ThreadPoolExecutor | None = None  # converts blocks of lines, when cores() > 1
+        self._jobs: deque[Future[None]] = deque()
+        self._broken = False  # a write failed: what is held is incomplete, so no commit may list it
+        self._orders_at_commit = 0
         self._fieldless = 0
         self._converter: Converter | None = None  # of the current kind, once the first batch is seen
         self._open: _Open | None = None
@@ -243,20 +264,88 @@ class ParquetWriter:
     # -- the protocol -----------------------------------------------------------------------------
 
     def write(self, records: list[dict[str, Any]]) -> None:
+        if self._lines or self._jobs:
+            self._settle_lines()
         self._pending.extend(records)
         self.orders += len(records)
         if len(self._pending) >= (self._batch_rows if self._converter is not None else self._sample_rows):
-            try:
-                self._drain()
-            except OSError as exc:
-                raise ExportError(
-                    f"cannot write Parquet data in {self._scratch_dir}: {exc.strerror or exc}"
-                ) from exc
+            self._guarded(self._drain)
+
+    def write_lines(self, lines: list[bytes]) -> None:
+        """Write orders given as their one-line JSON texts (``responses.decode_lines``). They are converted
+        ``lines_rows`` at a time by pyarrow's JSON reader (``Converter.convert_lines``; the dict path when it
+        cannot), on a thread of the writer's own when the process may use a second core: the reader and
+        the encoder release the GIL, so the event loop goes on fetching and checking the next pages."""
+        self._lines.extend(lines)
+        self.orders += len(lines)
+        if len(self._lines) >= self._lines_rows:
+            self._hand_on()
+
+    def _hand_on(self) -> None:
+        """The lines held, converted and written: on the converting thread (at most ``_JOBS_AHEAD`` blocks
+        ahead of the caller, which waits for the oldest beyond that), else here."""
+        block, self._lines = self._lines, []
+        if not block:
+            return
+        while self._jobs and (self._broken or len(self._jobs) >= _JOBS_AHEAD):
+            self._jobs.popleft().result()  # the error of a block comes out here
+        if self._broken:
+            raise ExportError(_BROKEN)
+        if self._converting is None and cores() > 1:
+            self._converting = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet-converter")
+        if self._converting is None:
+            self._take_lines(block)
+            return
+        self._jobs.append(self._converting.submit(self._take_lines, block))
+
+    def _settle_lines(self) -> None:
+        """Every line held converted and written (raising the first error of a block)."""
+        self._hand_on()
+        while self._jobs:
+            self._jobs.popleft().result()
+
+    def _take_lines(self, lines: list[bytes]) -> None:
+        self._guarded(lambda: self._convert_lines(lines))
+
+    def _convert_lines(self, lines: list[bytes]) -> None:
+        converter = self._converter
+        batch = converter.convert_lines(lines) if converter is not None and not self._pending else None
+        if batch is not None:
+            self._add(batch)
+            return
+        try:
+            records = jsoncodec.decode(b"[" + b",".join(lines) + b"]")
+        except jsoncodec.DECODE_ERRORS as exc:  # simdjson took them: only msgspec's nesting limit is left
+            raise ExportError(f"cannot convert orders to Parquet: {exc}") from exc
+        self._pending.extend(records)
+        self._drain()
+
+    def _guarded(self, step: Callable[[], None]) -> None:
+        """``step``, its OSError told as an ExportError; any error marks the writer broken."""
+        if self._broken:
+            raise ExportError(_BROKEN)
+        try:
+            step()
+        except OSError as exc:
+            self._broken = True
+            raise ExportError(
+                f"cannot write Parquet data in {self._scratch_dir}: {exc.strerror or exc}"
+            ) from exc
+        except BaseException:
+            self._broken = True
+            raise
 
     def commit(self, *, force: bool = False) -> dict[str, Any] | None:
         """Close the current segment once it holds ``commit_rows`` orders (whatever it holds if ``force``),
         fsync it, and return the state: every finished segment, the kind, the counters. None otherwise."""
         if self._closed:
+            return None
+        # Held now is at most what came since the last commit: below commit_rows, no need to wait for
+        # the converting thread to know.
+        if not force and self.orders - self._orders_at_commit < self._commit_rows:
+            return None
+        self._settle_lines()
+        if self._broken:  # its error has been raised: the last commit stays the last
             return None
         held = len(self._pending) + (self._open.row_groups.total if self._open is not None else 0)
         if not force and held < self._commit_rows:
@@ -270,6 +359,7 @@ class ParquetWriter:
                 f"cannot write Parquet data in {self._scratch_dir}: {exc.strerror or exc}"
             ) from exc
         self._committed = len(self._done)
+        self._orders_at_commit = self.orders
         return self._state()
 
     def close(self) -> None:
@@ -278,6 +368,7 @@ class ParquetWriter:
             return
         self._closed = True
         try:
+            self._settle_lines()
             self._drain()
             self._finish_open()
             if not self._done:
@@ -344,7 +435,7 @@ class ParquetWriter:
         writer._next = committed.following
         writer._converter = Converter(committed.kind) if committed.kind is not None else None
         writer._fieldless = committed.fieldless
-        writer.orders = committed.orders
+        writer.orders = writer._orders_at_commit = committed.orders
         writer.columns_added = committed.columns_added
         writer.columns_widened = committed.columns_widened
         return writer
@@ -365,6 +456,10 @@ class ParquetWriter:
                 batch = self._convert_slow(records)
         else:
             batch = self._convert_slow(records)
+        self._add(batch)
+
+    def _add(self, batch: Any) -> None:
+        """A converted batch into the open segment (one is opened if needed)."""
         if not batch.num_columns:
             # Orders without any field so far: a file without columns cannot count rows, so they wait
             # to become rows of nulls in the first segment that has a column.
@@ -460,6 +555,10 @@ class ParquetWriter:
 
     def _release(self) -> None:
         """Stop writing; delete every segment the last commit did not list (the listed ones stay)."""
+        self._lines = []
+        while self._jobs:
+            with contextlib.suppress(Exception):
+                self._jobs.popleft().result()
         if self._final is not None:
             self._final.discard()
             self._final = None
@@ -470,19 +569,23 @@ class ParquetWriter:
         for segment in self._done[self._committed :]:
             segment.path.unlink(missing_ok=True)
         del self._done[self._committed :]
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        self._stop_threads()
 
     def _cleanup(self) -> None:
         """After the output is complete or given up: no segment is needed any more."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        self._stop_threads()
         for segment in self._done:
             segment.path.unlink(missing_ok=True)
         self._done.clear()
         self._committed = 0
+
+    def _stop_threads(self) -> None:
+        if self._converting is not None:
+            self._converting.shutdown(wait=True)
+            self._converting = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
 
 def widen_and_convert(converter: Converter, records: list[dict[str, Any]]) -> tuple[Converter, Any]:

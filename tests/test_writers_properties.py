@@ -50,6 +50,21 @@ def pages_of(orders: list[dict[str, Any]], cuts: list[int]) -> list[list[dict[st
     return [orders[a:b] for a, b in itertools.pairwise(bounds)]
 
 
+def parquet_table(
+    path: Path, pages: list[list[dict[str, Any]]], *, lines: bool = False, **options: Any
+) -> Any:
+    """The table of a Parquet file written page by page: the orders as dicts, or as their JSON lines."""
+    with path.open("wb") as stream:
+        writer = ParquetWriter(stream, scratch_dir=path.parent, row_group_rows=7, **options)
+        for page in pages:
+            if lines:
+                writer.write_lines([encode(order) for order in page])
+            else:
+                writer.write(page)
+        writer.close()
+    return pq.read_table(path)
+
+
 def parse(data: bytes) -> list[list[str]]:
     return list(csv.reader(io.StringIO(data.decode("utf-8"), newline=""), strict=True))
 
@@ -179,18 +194,8 @@ def test_parquet_holds_every_value(
     """Whatever the kinds and their changes, every field of every order is in the file, in order."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "out.parquet"
-        with path.open("wb") as stream:
-            writer = ParquetWriter(
-                stream,
-                scratch_dir=Path(tmp),
-                sample_rows=sample_rows,
-                batch_rows=batch_rows,
-                row_group_rows=7,
-            )
-            for page in pages_of(orders, cuts):
-                writer.write(page)
-            writer.close()
-        rows = pq.read_table(path).to_pylist()
+        table = parquet_table(path, pages_of(orders, cuts), sample_rows=sample_rows, batch_rows=batch_rows)
+        rows = table.to_pylist()
         assert sorted(p.name for p in Path(tmp).iterdir()) == ["out.parquet"]
     if any(orders):
         assert len(rows) == len(orders)
@@ -240,25 +245,17 @@ def test_parquet_from_json_lines_is_the_file_from_dicts(
 ) -> None:
     """Orders given as their JSON lines (pyarrow's JSON reader, the dict path where it cannot be exact)
     make the same file as the same orders given as dicts, cut into the same batches."""
-    tables = []
     with tempfile.TemporaryDirectory() as tmp:
-        for lines in (False, True):
-            path = Path(tmp) / f"{lines}.parquet"
-            with path.open("wb") as stream:
-                writer = ParquetWriter(
-                    stream,
-                    scratch_dir=Path(tmp),
-                    sample_rows=rows,
-                    batch_rows=rows,
-                    lines_rows=rows,
-                    row_group_rows=7,
-                )
-                for page in pages_of(orders, cuts):
-                    if lines:
-                        writer.write_lines([encode(order) for order in page])
-                    else:
-                        writer.write(page)
-                writer.close()
-            tables.append(pq.read_table(path))
+        tables = [
+            parquet_table(
+                Path(tmp) / f"{lines}.parquet",
+                pages_of(orders, cuts),
+                lines=lines,
+                sample_rows=rows,
+                batch_rows=rows,
+                lines_rows=rows,
+            )
+            for lines in (False, True)
+        ]
     assert tables[1].schema == tables[0].schema
     assert tables[1].to_pylist() == tables[0].to_pylist()

@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 import orjson
@@ -39,7 +39,7 @@ from exporter.report import Counters, ProgressPrinter, build_report, progress_li
 from exporter.responses import Decode, Items, decode_lines, decode_page
 from exporter.sinks import checkpoint_path_for, open_sink
 from exporter.storage import is_object_url, open_store
-from exporter.writers import open_writer, resume_writer
+from exporter.writers import LineWriter, open_writer, resume_writer
 
 if TYPE_CHECKING:
     from exporter.dataset import DatasetOutput
@@ -150,9 +150,8 @@ class _Output:
         # Parquet parses them with pyarrow's JSON reader, off the event loop's thread).
         self._write: Callable[[Items], None] = self.writer.write
         self.decode: Decode = decode_page
-        write_lines = getattr(self.writer, "write_lines", None)
-        if write_lines is not None and not config.details:
-            self._write = write_lines
+        if self.writer.takes_lines and not config.details:
+            self._write = cast(LineWriter, self.writer).write_lines
             self.decode = decode_lines
         self.latest: Callable[[], WalkState] | None = None
         self._last_commit = time.monotonic()

@@ -221,6 +221,8 @@ SHAPES = st.sampled_from(
         st.sampled_from(["2024-05-01T10:00:00Z", "2024-05-01T10:00:00.5+02:00", "2024-05-01 10:00-0530"]),
         st.fixed_dictionaries({"x": INTS | st.none(), "y": TEXT}, optional={"z": st.just({})}),
         st.lists(st.integers(min_value=-5, max_value=5) | st.none(), max_size=3),
+        st.lists(TEXT | st.sampled_from(['say "hi"', "a\\b", "a,b", "é"]) | st.none(), max_size=3),
+        st.lists(st.booleans(), max_size=2),
         st.lists(st.fixed_dictionaries({"t": DATES | st.none()}), max_size=2),
         st.just({}),
     ]

@@ -30,7 +30,15 @@ from exporter.writers.csv import CsvWriter
 from exporter.writers.jsonl import JsonlWriter
 from exporter.writers.state import refuse
 
-__all__ = ["FORMATS", "Writer", "flatten_record", "format_for_path", "open_writer", "resume_writer"]
+__all__ = [
+    "FORMATS",
+    "LineWriter",
+    "Writer",
+    "flatten_record",
+    "format_for_path",
+    "open_writer",
+    "resume_writer",
+]
 
 FORMATS: tuple[str, ...] = ("jsonl", "csv", "parquet")
 
@@ -41,6 +49,8 @@ class Writer(Protocol):
     """Writes orders in one format to a stream owned by the caller."""
 
     columns_added: list[str]
+    #: Whether it is a ``LineWriter``: JSONL and Parquet are.
+    takes_lines: bool
 
     def write(self, records: list[dict[str, Any]]) -> None:
         """Write one page (or several) of orders."""
@@ -57,6 +67,13 @@ class Writer(Protocol):
 
     def suspend(self) -> None:
         """Stop, keeping the scratch files the last commit listed; nothing more goes to the stream."""
+
+
+class LineWriter(Writer, Protocol):
+    """A writer that also takes orders as their JSON lines, which saves a Python object per order."""
+
+    def write_lines(self, lines: list[bytes]) -> None:
+        """Write orders given as their one-line JSON texts (``responses.decode_lines``)."""
 
 
 def format_for_path(path: str) -> str | None:

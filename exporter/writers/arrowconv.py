@@ -156,9 +156,7 @@ class Converter:
             )
             if table.num_rows != len(lines):
                 return None
-            array = pa.StructArray.from_arrays(
-                [column.combine_chunks() for column in table.columns], fields=list(self._ingest)
-            )
+            array = pa.StructArray.from_arrays(list(map(whole, table.columns)), fields=list(self._ingest))
             for path in self._doubles:
                 largest = pc.max(pc.abs(_descend(array, path))).as_py()
                 if largest is not None and not largest < _EXACT:  # NaN cannot come from JSON
@@ -190,6 +188,12 @@ class Converter:
             except CONVERSION_ERRORS:
                 bad.append(name)
         return bad
+
+
+def whole(column: Any) -> Any:
+    """A column of a table as one array: its only chunk as it is (``combine_chunks`` copies, and fails on a
+    ``list<null>`` from the JSON reader in pyarrow 26)."""
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
 
 
 # -- the checks -----------------------------------------------------------------------------------

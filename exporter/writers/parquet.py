@@ -57,7 +57,6 @@ import contextlib
 import io
 import os
 import shutil
-from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -76,6 +75,7 @@ from exporter.writers.arrowconv import (
     schema_of,
 )
 from exporter.writers.footer import join
+from exporter.writers.inorder import InOrder, cores
 from exporter.writers.kinds import (
     DATE,
     FLOAT,
@@ -102,14 +102,6 @@ _READ_ROWS = 10_000
 _JOBS_AHEAD = 2  # blocks of lines handed to the converting thread and not yet written
 _BROKEN = "the Parquet output lost orders to an earlier error: it cannot go on"
 _TEMPORAL = frozenset({TIMESTAMP, DATE})
-
-
-def cores() -> int:
-    """The CPUs this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def lean_memory_pool() -> None:
@@ -227,6 +219,7 @@ class ParquetWriter:
         self.columns_added: list[str] = []
         self.columns_widened: list[str] = []
         self.orders = 0
+        self.takes_lines = True  # a LineWriter
         self._stream = stream
         self._scratch_dir = scratch_dir
         self._row_group_rows = max(1, row_group_rows)
@@ -237,9 +230,7 @@ class ParquetWriter:
         self._pending: list[dict[str, Any]] = []
         self._lines: list[bytes] = []  # orders as JSON lines, not yet handed on (write_lines)
         self._lines_rows = max(1, lines_rows)
-        self._converting: ThreadPoolExecutor | None = None  # converts blocks of lines, when cores() > 1
-        self._jobs: deque[Future[None]] = deque()
-        self._broken = False  # a write failed: what is held is incomplete, so no commit may list it
+        self._order = InOrder("parquet-converter", ahead=_JOBS_AHEAD, broken=_BROKEN)  # blocks of lines
         self._orders_at_commit = 0
         self._fieldless = 0
         self._converter: Converter | None = None  # of the current kind, once the first batch is seen
@@ -264,12 +255,12 @@ class ParquetWriter:
     # -- the protocol -----------------------------------------------------------------------------
 
     def write(self, records: list[dict[str, Any]]) -> None:
-        if self._lines or self._jobs:
-            self._settle_lines()
+        if self._lines or self._order.pending:
+            self._settle_lines()  # the converting thread is done with the state before it is touched here
         self._pending.extend(records)
         self.orders += len(records)
         if len(self._pending) >= (self._batch_rows if self._converter is not None else self._sample_rows):
-            self._guarded(self._drain)
+            self._order.run(self._drain_told)
 
     def write_lines(self, lines: list[bytes]) -> None:
         """Write orders given as their one-line JSON texts (``responses.decode_lines``). They are converted
@@ -282,58 +273,43 @@ class ParquetWriter:
             self._hand_on()
 
     def _hand_on(self) -> None:
-        """The lines held, converted and written: on the converting thread (at most ``_JOBS_AHEAD`` blocks
-        ahead of the caller, which waits for the oldest beyond that), else here."""
+        """The lines held, converted and written (on the converting thread when there is one)."""
         block, self._lines = self._lines, []
-        if not block:
-            return
-        while self._jobs and (self._broken or len(self._jobs) >= _JOBS_AHEAD):
-            self._jobs.popleft().result()  # the error of a block comes out here
-        if self._broken:
-            raise ExportError(_BROKEN)
-        if self._converting is None and cores() > 1:
-            self._converting = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet-converter")
-        if self._converting is None:
-            self._take_lines(block)
-            return
-        self._jobs.append(self._converting.submit(self._take_lines, block))
+        if block:
+            self._order.submit(lambda: self._take_lines(block))
 
     def _settle_lines(self) -> None:
         """Every line held converted and written (raising the first error of a block)."""
         self._hand_on()
-        while self._jobs:
-            self._jobs.popleft().result()
+        self._order.settle()
 
     def _take_lines(self, lines: list[bytes]) -> None:
-        self._guarded(lambda: self._convert_lines(lines))
-
-    def _convert_lines(self, lines: list[bytes]) -> None:
         converter = self._converter
         batch = converter.convert_lines(lines) if converter is not None and not self._pending else None
-        if batch is not None:
-            self._add(batch)
-            return
-        try:
-            records = jsoncodec.decode(b"[" + b",".join(lines) + b"]")
-        except jsoncodec.DECODE_ERRORS as exc:  # simdjson took them: only msgspec's nesting limit is left
-            raise ExportError(f"cannot convert orders to Parquet: {exc}") from exc
-        self._pending.extend(records)
-        self._drain()
+        with self._scratch_errors():
+            if batch is not None:
+                self._add(batch)
+                return
+            try:
+                records = jsoncodec.decode_texts(lines)
+            except jsoncodec.DECODE_ERRORS as exc:  # simdjson took them: only msgspec's nesting limit is left
+                raise ExportError(f"cannot convert orders to Parquet: {exc}") from exc
+            self._pending.extend(records)
+            self._drain()
 
-    def _guarded(self, step: Callable[[], None]) -> None:
-        """``step``, its OSError told as an ExportError; any error marks the writer broken."""
-        if self._broken:
-            raise ExportError(_BROKEN)
+    def _drain_told(self) -> None:
+        with self._scratch_errors():
+            self._drain()
+
+    @contextlib.contextmanager
+    def _scratch_errors(self) -> Iterator[None]:
+        """An OSError told as an ExportError that names the scratch folder."""
         try:
-            step()
+            yield
         except OSError as exc:
-            self._broken = True
             raise ExportError(
                 f"cannot write Parquet data in {self._scratch_dir}: {exc.strerror or exc}"
             ) from exc
-        except BaseException:
-            self._broken = True
-            raise
 
     def commit(self, *, force: bool = False) -> dict[str, Any] | None:
         """Close the current segment once it holds ``commit_rows`` orders (whatever it holds if ``force``),
@@ -345,19 +321,15 @@ class ParquetWriter:
         if not force and self.orders - self._orders_at_commit < self._commit_rows:
             return None
         self._settle_lines()
-        if self._broken:  # its error has been raised: the last commit stays the last
+        if self._order.broken:  # its error has been raised: the last commit stays the last
             return None
         held = len(self._pending) + (self._open.row_groups.total if self._open is not None else 0)
         if not force and held < self._commit_rows:
             return None
-        try:
+        with self._scratch_errors():
             self._drain()
             self._finish_open()
             sync(self._done, self._scratch_dir)
-        except OSError as exc:
-            raise ExportError(
-                f"cannot write Parquet data in {self._scratch_dir}: {exc.strerror or exc}"
-            ) from exc
         self._committed = len(self._done)
         self._orders_at_commit = self.orders
         return self._state()
@@ -556,9 +528,7 @@ class ParquetWriter:
     def _release(self) -> None:
         """Stop writing; delete every segment the last commit did not list (the listed ones stay)."""
         self._lines = []
-        while self._jobs:
-            with contextlib.suppress(Exception):
-                self._jobs.popleft().result()
+        self._order.stop()
         if self._final is not None:
             self._final.discard()
             self._final = None
@@ -580,9 +550,7 @@ class ParquetWriter:
         self._committed = 0
 
     def _stop_threads(self) -> None:
-        if self._converting is not None:
-            self._converting.shutdown(wait=True)
-            self._converting = None
+        self._order.stop()
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
@@ -656,7 +624,6 @@ def _position(stream: BinaryIO) -> int:
 __all__ = [
     "ParquetWriter",
     "RowGroups",
-    "cores",
     "exact_kind",
     "lean_memory_pool",
     "schema_of",

@@ -33,8 +33,9 @@ import pyarrow as pa
 from exporter.errors import ExportError
 from exporter.partitions import Partitioner
 from exporter.writers.arrowconv import CONVERSION_ERRORS, Converter
+from exporter.writers.inorder import cores
 from exporter.writers.kinds import Struct, changes, infer
-from exporter.writers.parquet import RowGroups, cores, lean_memory_pool, widen_and_convert
+from exporter.writers.parquet import RowGroups, lean_memory_pool, widen_and_convert
 
 Folder = tuple[str, ...]
 _HASH_CHUNK = 1 << 20

@@ -16,13 +16,12 @@ the total.
 Orders given as JSON lines (``write_lines``, the export's usual path) are converted ``lines_rows`` (5,000)
 at a time by pyarrow's JSON reader (``Converter.convert_lines``), which gives the batch ``pyarrow.array``
 would, or says it cannot; then the lines are decoded and take the dict path, widening included. With a
-second core this runs on a converting thread of its own (``inorder.InOrder``: blocks strictly in order, at
-most ``_JOBS_AHEAD`` behind the caller; an error there comes out of a later call, and no commit may then
-list what is held): the reader releases the GIL, so the event loop goes on fetching and checking pages
-meanwhile (200,000 orders against the sandbox on this 2-core machine: 1.26 s -> 0.95 s). The thread alone
-touches the writer's state between ``write_lines`` and the next ``commit``, ``close`` or ``write``, which
-wait for it first. That thread also encodes the row groups (no second background thread): one row group
-of Arrow data in memory instead of two.
+second core this runs on a converting thread of its own, at most ``_JOBS_AHEAD`` blocks behind the caller
+(who waits beyond that), blocks strictly in order: the reader releases the GIL, so the event loop goes on
+fetching and checking pages meanwhile (200,000 orders against the sandbox on this 2-core machine: 1.26 s
+-> 0.95 s). The thread alone touches the writer's state between ``write_lines`` and the next ``commit``,
+``close`` or ``write``, which wait for it first. An error on the thread comes out of a later call, and
+marks the writer broken: a block is missing, so no commit may list what it holds.
 
 Data goes to *segment* files in ``scratch_dir`` (named after the partial output, see ``segments``). When a
 batch does not fit the kind (a field first seen late, at the top level or nested; a value of another type;
@@ -230,7 +229,6 @@ class ParquetWriter:
         self._compression = compression
         self._pending: list[dict[str, Any]] = []
         self._lines: list[bytes] = []  # orders as JSON lines, not yet handed on (write_lines)
-        self._lines_given = False
         self._lines_rows = max(1, lines_rows)
         self._order = InOrder("parquet-converter", ahead=_JOBS_AHEAD, broken=_BROKEN)  # blocks of lines
         self._orders_at_commit = 0
@@ -269,7 +267,6 @@ class ParquetWriter:
         ``lines_rows`` at a time by pyarrow's JSON reader (``Converter.convert_lines``; the dict path when it
         cannot), on a thread of the writer's own when the process may use a second core: the reader and
         the encoder release the GIL, so the event loop goes on fetching and checking the next pages."""
-        self._lines_given = True
         self._lines.extend(lines)
         self.orders += len(lines)
         if len(self._lines) >= self._lines_rows:
@@ -517,9 +514,7 @@ class ParquetWriter:
     def _row_groups(self, where: Any, schema: Any, *, background: bool = True) -> RowGroups:
         # A thread only pays when a second core can run it: on one core its GIL hand-offs with the event
         # loop cost more than the overlap gains (200k orders: 2.2 s with it, 1.8 s without, one core).
-        # Orders given as lines are converted on a thread already, which encodes too: a row group fewer
-        # in memory (1,000,000 orders: 184 -> 179 MB; 200,000: 182 -> 173 MB) for 2-3% of the time.
-        background = background and cores() > 1 and not self._lines_given
+        background = background and cores() > 1
         if self._pool is None and background:
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet-writer")
         return RowGroups(

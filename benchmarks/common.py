@@ -78,14 +78,15 @@ class Measured:
     stdout: str
 
 
-def measure(cmd: list[str], env: dict[str, str] | None = None, cpu: int | None = 1) -> Measured:
-    """Run ``cmd`` to its end; its wall time, peak RSS (from wait4's rusage, in MB) and output."""
+def measure(cmd: list[str], env: dict[str, str] | None = None, cpus: set[int] | None = None) -> Measured:
+    """Run ``cmd`` to its end (on ``cpus`` where given); its wall time, peak RSS (from wait4's rusage, in
+    MB) and output."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, env={**os.environ, **(env or {})})
-        if cpu is not None and hasattr(os, "sched_setaffinity"):
+        if cpus is not None and hasattr(os, "sched_setaffinity"):
             with contextlib.suppress(OSError):
-                os.sched_setaffinity(proc.pid, {cpu})
+                os.sched_setaffinity(proc.pid, cpus)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - started
         proc.returncode = os.waitstatus_to_exitcode(status)

@@ -16,12 +16,13 @@ the total.
 Orders given as JSON lines (``write_lines``, the export's usual path) are converted ``lines_rows`` (5,000)
 at a time by pyarrow's JSON reader (``Converter.convert_lines``), which gives the batch ``pyarrow.array``
 would, or says it cannot; then the lines are decoded and take the dict path, widening included. With a
-second core this runs on a converting thread of its own, at most ``_JOBS_AHEAD`` blocks behind the caller
-(who waits beyond that), blocks strictly in order: the reader releases the GIL, so the event loop goes on
-fetching and checking pages meanwhile (200,000 orders against the sandbox on this 2-core machine: 1.26 s
--> 0.95 s). The thread alone touches the writer's state between ``write_lines`` and the next ``commit``,
-``close`` or ``write``, which wait for it first. An error on the thread comes out of a later call, and
-marks the writer broken: a block is missing, so no commit may list what it holds.
+second core this runs on a converting thread of its own (``inorder.InOrder``), at most ``_JOBS_AHEAD``
+blocks behind the caller (who waits beyond that), blocks strictly in order: the reader releases the GIL,
+so the event loop goes on fetching and checking pages meanwhile (200,000 orders against the sandbox on
+this 2-core machine: 1.26 s -> 0.95 s). The thread alone touches the writer's state between
+``write_lines`` and the next ``commit``, ``close`` or ``write``, which wait for it first. An error on the
+thread comes out of a later call, and marks the writer broken: a block is missing, so no commit may list
+what it holds.
 
 Data goes to *segment* files in ``scratch_dir`` (named after the partial output, see ``segments``). When a
 batch does not fit the kind (a field first seen late, at the top level or nested; a value of another type;

@@ -516,3 +516,28 @@ def test_a_failure_on_the_converting_thread_reaches_the_caller_and_stops_the_wri
     writer.abort()
     assert sorted(p.name for p in tmp_path.iterdir()) == []
     assert stream.getvalue() == b""
+
+
+def test_a_block_of_lines_is_handed_on_at_its_size_in_bytes_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Large orders make blocks of fewer orders (memory follows the text, not the count of orders)."""
+    monkeypatch.setattr("exporter.writers.parquet._BLOCK_BYTES", 100)
+    sizes: list[int] = []
+    convert_lines = Converter.convert_lines
+
+    def spy(self: Converter, lines: list[bytes]) -> Any:
+        sizes.append(len(lines))
+        return convert_lines(self, lines)
+
+    monkeypatch.setattr(Converter, "convert_lines", spy)
+    path = tmp_path / "out.parquet"
+    orders = [{"id": f"o{i}", "text": "x" * 30} for i in range(20)]  # 33 bytes of text each, and more
+    with path.open("wb") as stream:
+        writer = ParquetWriter(stream, scratch_dir=tmp_path, sample_rows=1, lines_rows=1_000)
+        for order in orders:
+            writer.write_lines(lines_of([order]))
+        writer.close()
+    assert sizes
+    assert max(sizes) <= 3
+    assert pq.read_table(path).column("id").to_pylist() == [order["id"] for order in orders]

@@ -13,9 +13,10 @@ second core (pyarrow releases the GIL there; on one core the thread's GIL hand-o
 save, so it encodes in line), one at a time, so memory stays about two row groups of Arrow data whatever
 the total.
 
-Orders given as JSON lines (``write_lines``, the export's usual path) are converted ``lines_rows`` (5,000)
-at a time by pyarrow's JSON reader (``Converter.convert_lines``), which gives the batch ``pyarrow.array``
-would, or says it cannot; then the lines are decoded and take the dict path, widening included. With a
+Orders given as JSON lines (``write_lines``, the export's usual path) are converted ``lines_rows`` (5,000,
+or 8 MiB of text if that comes first, so that large orders do not make large blocks) at a time by pyarrow's
+JSON reader (``Converter.convert_lines``), which gives the batch ``pyarrow.array`` would, or says it
+cannot; then the lines are decoded and take the dict path, widening included. With a
 second core this runs on a converting thread of its own (``inorder.InOrder``), at most ``_JOBS_AHEAD``
 blocks behind the caller (who waits beyond that), blocks strictly in order: the reader releases the GIL,
 so the event loop goes on fetching and checking pages meanwhile (200,000 orders against the sandbox on
@@ -101,6 +102,7 @@ from exporter.writers.state import cut
 _COPY_CHUNK = 1 << 20
 _READ_ROWS = 10_000
 _JOBS_AHEAD = 2  # blocks of lines handed to the converting thread and not yet written
+_BLOCK_BYTES = 8 << 20  # a block of lines is handed on at lines_rows orders or this much text, if sooner
 _BROKEN = "the Parquet output lost orders to an earlier error: it cannot go on"
 _TEMPORAL = frozenset({TIMESTAMP, DATE})
 
@@ -230,6 +232,7 @@ class ParquetWriter:
         self._compression = compression
         self._pending: list[dict[str, Any]] = []
         self._lines: list[bytes] = []  # orders as JSON lines, not yet handed on (write_lines)
+        self._lines_bytes = 0
         self._lines_rows = max(1, lines_rows)
         self._order = InOrder("parquet-converter", ahead=_JOBS_AHEAD, broken=_BROKEN)  # blocks of lines
         self._orders_at_commit = 0
@@ -269,13 +272,14 @@ class ParquetWriter:
         cannot), on a thread of the writer's own when the process may use a second core: the reader and
         the encoder release the GIL, so the event loop goes on fetching and checking the next pages."""
         self._lines.extend(lines)
+        self._lines_bytes += sum(map(len, lines))
         self.orders += len(lines)
-        if len(self._lines) >= self._lines_rows:
+        if len(self._lines) >= self._lines_rows or self._lines_bytes >= _BLOCK_BYTES:
             self._hand_on()
 
     def _hand_on(self) -> None:
         """The lines held, converted and written (on the converting thread when there is one)."""
-        block, self._lines = self._lines, []
+        block, self._lines, self._lines_bytes = self._lines, [], 0
         if block:
             self._order.submit(lambda: self._take_lines(block))
 
@@ -528,7 +532,7 @@ class ParquetWriter:
 
     def _release(self) -> None:
         """Stop writing; delete every segment the last commit did not list (the listed ones stay)."""
-        self._lines = []
+        self._lines, self._lines_bytes = [], 0
         self._order.stop()
         if self._final is not None:
             self._final.discard()

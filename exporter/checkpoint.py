@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from exporter.errors import UsageError
+from exporter.report import Counters
 
 VERSION = 1
 
@@ -40,9 +41,9 @@ class WalkState:
 
 
 def orders_kept(counters: dict[str, Any]) -> int:
-    """The orders in the output at a commit, from its saved counters (``Counters.orders_in_output`` of
-    the counters then)."""
-    return int(counters.get("orders_written", 0)) - int(counters.get("details_missing", 0))
+    """The orders in the output at a commit: ``Counters.orders_in_output`` of its saved counters."""
+    known = {counter.name for counter in fields(Counters)}
+    return Counters(**{name: value for name, value in counters.items() if name in known}).orders_in_output
 
 
 @dataclass

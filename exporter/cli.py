@@ -21,7 +21,7 @@ import click
 import orjson
 
 from exporter.config import Credentials, ExportConfig, RetryPolicy, Timeouts
-from exporter.errors import ExportError, Interrupted, RequestRejected, UsageError, redact
+from exporter.errors import ExportError, Interrupted, RequestRejected, UsageError, redact, scrub
 from exporter.export import count, drain, export, get_orders
 from exporter.jsoncodec import encode_line
 from exporter.plan import Shard
@@ -90,9 +90,7 @@ def _run(main: Callable[[], Awaitable[T]], secrets: Sequence[str]) -> T:
     try:
         return anyio.run(main)
     except ExportError as exc:
-        exc.message = redact(exc.message, secrets)
-        if getattr(exc, "description", None):
-            exc.description = redact(exc.description, secrets)  # type: ignore[attr-defined]
+        scrub(exc, secrets)
         raise
     except Exception as exc:
         # A bug of ours: one line all the same; the traceback goes to the log at -vv, redacted.

@@ -35,6 +35,15 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
+def scrub(exc: ExportError, secrets: Iterable[str]) -> None:
+    """Take ``secrets`` out of the words of ``exc``: its message, and an API error's description (a server
+    or a proxy may quote what it was sent: an API key, a token)."""
+    secrets = tuple(secrets)
+    exc.message = redact(exc.message, secrets)
+    if isinstance(exc, ApiError) and exc.description:
+        exc.description = redact(exc.description, secrets)
+
+
 class ExportError(Exception):
     """Base of every error orders-export raises on purpose."""
 

@@ -24,7 +24,7 @@ from exporter.errors import (
     RateLimited,
     RetryableError,
     Unauthorized,
-    redact,
+    scrub,
 )
 from exporter.ratelimit import RateLimiter
 from exporter.report import Counters
@@ -147,7 +147,8 @@ class Fetcher:
                     counters.requests += 1
                     result = await call(authorization)
                 except ApiError as exc:
-                    self._scrub(exc)
+                    # Before anyone logs, shows or reports it: the server's words may quote a secret.
+                    scrub(exc, [*self._secrets, *self._auth.recent_tokens()])
                     raise
             except Unauthorized as exc:
                 counters.token_refused += 1
@@ -198,14 +199,6 @@ class Fetcher:
                 continue
             limiter.on_success()
             return result
-
-    def _scrub(self, exc: ApiError) -> None:
-        """Take the secrets out of the words of ``exc`` before anyone logs, shows or reports them: the
-        server's message and description may quote what it was sent (an API key, a token)."""
-        secrets = [*self._secrets, *self._auth.recent_tokens()]
-        exc.message = redact(exc.message, secrets)
-        if exc.description:
-            exc.description = redact(exc.description, secrets)
 
     @staticmethod
     def _note(what: str, exc: Exception, delay: float) -> None:

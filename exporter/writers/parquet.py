@@ -533,7 +533,7 @@ class ParquetWriter:
     def _release(self) -> None:
         """Stop writing; delete every segment the last commit did not list (the listed ones stay)."""
         self._lines, self._lines_bytes = [], 0
-        self._order.stop()
+        self._stop_threads()  # every block and row group done with before their files go
         if self._final is not None:
             self._final.discard()
             self._final = None
@@ -544,7 +544,6 @@ class ParquetWriter:
         for segment in self._done[self._committed :]:
             segment.path.unlink(missing_ok=True)
         del self._done[self._committed :]
-        self._stop_threads()
 
     def _cleanup(self) -> None:
         """After the output is complete or given up: no segment is needed any more."""

@@ -21,8 +21,8 @@ import click
 import orjson
 
 from exporter.config import Credentials, ExportConfig, RetryPolicy, Timeouts
-from exporter.errors import ExportError, Interrupted, RequestRejected, UsageError, redact, scrub
-from exporter.export import count, drain, export, get_orders
+from exporter.errors import NOTHING_KEPT, ExportError, Interrupted, RequestRejected, UsageError, redact, scrub
+from exporter.jobs import count, drain, export, get_orders
 from exporter.jsoncodec import encode_line
 from exporter.plan import Shard
 from exporter.report import summary_line
@@ -53,7 +53,7 @@ class _Cli(click.Group):
         except Interrupted as exc:
             _fail(exc)
         except (click.Abort, KeyboardInterrupt):
-            _fail(Interrupted("interrupted: nothing was written under the final name"))
+            _fail(Interrupted(NOTHING_KEPT))
         except ExportError as exc:
             _fail(exc)
         except Exception as exc:  # a bug of ours, before any secret was read: still one line

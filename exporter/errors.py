@@ -169,6 +169,10 @@ class Interrupted(ExportError):
     exit_code = 130
 
 
+#: The message of an interruption that kept nothing.
+NOTHING_KEPT = "interrupted: nothing was written under the final name"
+
+
 class AlreadyComplete(Exception):
     """``--resume`` of a dataset whose manifest, written with the same parameters, is already there: a
     scheduler restarted a shard after the dataset was finished. Nothing is left to do; the run succeeds."""

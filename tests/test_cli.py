@@ -305,3 +305,56 @@ def test_log_lines_and_tracebacks_are_redacted() -> None:
     assert "ValueError" in text
     assert SECRET not in text
     assert API_KEY not in text
+
+
+# Ctrl-C (or SIGTERM) while the command still loads its modules, delivered by the process to itself when
+# the import reaches aiohttp: deterministic, unlike a signal sent after a guessed delay.
+_SIGNAL_WHILE_LOADING = """
+import signal, sys
+
+number = getattr(signal, sys.argv[1])
+
+class Interrupt:
+    def find_spec(self, name, path=None, target=None):
+        if name == "aiohttp":
+            signal.raise_signal(number)
+        return None
+
+sys.meta_path.insert(0, Interrupt())
+from exporter.__main__ import main
+sys.argv[1:] = ["count"]
+main()
+"""
+
+
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_a_signal_while_the_command_loads_ends_in_one_line(signal_name: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", _SIGNAL_WHILE_LOADING, signal_name],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 130, result.stderr
+    assert_one_clean_line(result)
+    assert "interrupted" in result.stderr
+
+
+def test_importing_the_package_loads_nothing_heavy() -> None:
+    # What lets the command above catch a Ctrl-C while it loads; the public names still resolve.
+    code = """
+import sys
+import exporter
+heavy = sorted({name.split(".")[0] for name in sys.modules} & {"aiohttp", "anyio", "click", "pyarrow", "exporter.jobs"})
+from exporter import ExportConfig, IncompleteExport, export
+import exporter.jobs
+assert exporter.export is exporter.jobs.export and callable(export), exporter.export
+assert set(exporter.__all__) <= set(dir(exporter))
+try:
+    exporter.no_such_name
+except AttributeError:
+    print(heavy)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]", done.stderr

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from exporter.errors import IncompleteExport, UsageError
-from exporter.export import export
+from exporter.jobs import export
 from exporter.plan import Shard
 from exporter.sandbox import SandboxConfig, SandboxThread
 from tests.conftest import export_config

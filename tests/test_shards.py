@@ -12,7 +12,7 @@ import pytest
 
 from exporter.checkpoint import Checkpoint, WalkState
 from exporter.errors import UsageError
-from exporter.export import _fetcher, _pipeline
+from exporter.jobs import _fetcher, _pipeline
 from exporter.pipeline import OnPage
 from exporter.plan import Shard, ShardEdges, Verdict, join_shards
 from exporter.report import Counters, build_report, progress_line

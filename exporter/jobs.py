@@ -24,6 +24,7 @@ from exporter.client import ApiClient
 from exporter.config import ExportConfig
 from exporter.details import details_stage
 from exporter.errors import (
+    NOTHING_KEPT,
     AlreadyComplete,
     ExportError,
     IncompleteExport,
@@ -360,9 +361,7 @@ def _settle(exc: BaseException, output: _Output | DatasetOutput, counters: Count
     count = output.kept_orders if output.kept_orders is not None else counters.orders_written
     how = f"{count:,} orders are kept; run the same command with --resume to continue"
     if interrupted:
-        return Interrupted(
-            f"interrupted: {how}" if kept else "interrupted: nothing was written under the final name"
-        )
+        return Interrupted(f"interrupted: {how}" if kept else NOTHING_KEPT)
     assert isinstance(exc, ExportError)
     if kept:
         exc.message = f"{exc.message}; {how}"

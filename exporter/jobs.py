@@ -358,7 +358,7 @@ def _settle(exc: BaseException, output: _Output | DatasetOutput, counters: Count
         output.discard()
         return exc
     kept = output.suspend()
-    count = output.kept_orders if output.kept_orders is not None else counters.orders_written
+    count = output.kept_orders if output.kept_orders is not None else counters.orders_in_output
     how = f"{count:,} orders are kept; run the same command with --resume to continue"
     if interrupted:
         return Interrupted(f"interrupted: {how}" if kept else NOTHING_KEPT)

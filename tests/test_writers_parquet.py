@@ -317,6 +317,34 @@ def test_the_rewrite_makes_full_row_groups_from_several_segments(tmp_path: Path)
     assert table.column("late").to_pylist() == [None] * 23 + ["x"] + [None] * 26
 
 
+@pytest.mark.parametrize("as_lines", [False, True])
+def test_wide_orders_make_shorter_row_groups(tmp_path: Path, as_lines: bool) -> None:
+    """A row group also ends when its Arrow data reaches row_group_bytes: wide orders must not hold
+    row_group_rows of them in memory. Every order still arrives, in order."""
+    orders = [{"id": i, "text": f"{i:06d}" + "w" * 2_000} for i in range(600)]
+    path = tmp_path / "out.parquet"
+    with path.open("wb") as stream:
+        options = {"sample_rows": 50, "batch_rows": 50, "lines_rows": 50, "row_group_bytes": 200_000}
+        writer = ParquetWriter(stream, scratch_dir=tmp_path, **options)
+        for start in range(0, 600, 50):
+            page = orders[start : start + 50]
+            writer.write_lines(lines_of(page)) if as_lines else writer.write(page)
+        writer.close()
+    meta = pq.ParquetFile(path).metadata
+    sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+    assert sum(sizes) == 600
+    assert max(sizes) <= 150, sizes  # about 100 of these orders are 200 kB of Arrow data
+    assert pq.read_table(path).to_pylist() == orders
+
+
+def test_the_byte_cap_leaves_narrow_orders_in_full_row_groups(tmp_path: Path) -> None:
+    orders = [{"id": i, "at": "2024-05-01T10:00:00Z"} for i in range(50)]
+    path = tmp_path / "out.parquet"
+    write(path, [orders[k : k + 5] for k in range(0, 50, 5)], row_group_rows=10, row_group_bytes=1 << 20)
+    meta = pq.ParquetFile(path).metadata
+    assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [10] * 5
+
+
 def test_abort_removes_every_scratch_file(tmp_path: Path) -> None:
     """abort() in the middle of an export deletes the segments and writes nothing to the stream."""
     stream = io.BytesIO()

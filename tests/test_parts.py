@@ -160,6 +160,18 @@ def test_many_folders_keep_few_rows_buffered(tmp_path: Path) -> None:
     assert all(pq.read_metadata(path).num_row_groups > 1 for path, _ in writer.ready)
 
 
+def test_wide_orders_make_shorter_row_groups_in_parts(tmp_path: Path) -> None:
+    orders = [{"id": i, "bucket": i % 3, "text": f"{i:05d}" + "w" * 2_000} for i in range(1_500)]
+    options = {"part_rows": 100_000, "batch_rows": 50, "sample_rows": 100, "row_group_bytes": 300_000}
+    writer = _write(tmp_path, orders, specs=["bucket"], **options)
+    assert sum(part.rows for _, part in writer.ready) == 1_500
+    for path, _ in writer.ready:
+        meta = pq.read_metadata(path)
+        sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+        assert max(sizes) <= 200, sizes  # 300 kB of Arrow data is about 150 of these orders, in all parts
+    assert sorted(row["id"] for row in _rows(writer.ready)) == list(range(1_500))
+
+
 def test_too_many_folders_roll_every_part(tmp_path: Path) -> None:
     orders = [{"id": i, "bucket": i} for i in range(100)]
     writer = _write(tmp_path, orders, page=10, specs=["bucket"], part_rows=10_000, max_open=25)

@@ -103,6 +103,7 @@ from exporter.writers.segments import Committed, Segment, segment_path, segment_
 from exporter.writers.state import cut
 
 _COPY_CHUNK = 1 << 20
+ROW_GROUP_BYTES = 32 << 20  # a row group ends at row_group_rows orders or this much Arrow data
 _READ_ROWS = 10_000
 _JOBS_AHEAD = 2  # blocks of lines handed to the converting thread and not yet written
 _BLOCK_BYTES = 8 << 20  # a block of lines is handed on at lines_rows orders or this much text, if sooner
@@ -169,6 +170,11 @@ class RowGroups:
         """Rows added but not yet handed to the Parquet writer."""
         return self._buffered
 
+    @property
+    def buffered_bytes(self) -> int:
+        """Their Arrow data, in bytes."""
+        return self._buffered_bytes
+
     def flush(self) -> None:
         """Write what is buffered now, as a (possibly short) row group."""
         self._flush(final=True)
@@ -225,7 +231,7 @@ class ParquetWriter:
         *,
         scratch_dir: Path | None,
         row_group_rows: int = 100_000,
-        row_group_bytes: int = 32 << 20,
+        row_group_bytes: int = ROW_GROUP_BYTES,
         batch_rows: int = 500,
         sample_rows: int = 5_000,
         compression: str = "zstd",
@@ -645,6 +651,7 @@ def _position(stream: BinaryIO) -> int:
 
 
 __all__ = [
+    "ROW_GROUP_BYTES",
     "ParquetWriter",
     "RowGroups",
     "exact_kind",

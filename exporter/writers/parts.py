@@ -13,8 +13,9 @@ commits (``at_commit_point``). A part therefore holds from ``part_rows`` up to a
 the dataset is not partitioned, and less when several folders share the ``part_rows``.
 
 Memory: at most ``batch_rows`` orders wait per folder before conversion, ``sample_rows`` in all; when
-the open parts together buffer more than ``row_group_rows`` rows of Arrow data, the largest buffer is
-written as a (shorter) row group.
+the open parts together buffer more than ``row_group_rows`` rows of Arrow data (or more than
+``row_group_bytes``, 32 MiB, of it: wide orders), the largest buffer is written as a (shorter) row group.
+Both depend on the orders and the pages alone, so a resumed dataset still writes the same bytes.
 
 Finished parts wait in ``ready`` (a local file and its ``Part``) for the caller to publish.
 """
@@ -35,7 +36,7 @@ from exporter.partitions import Partitioner
 from exporter.writers.arrowconv import CONVERSION_ERRORS, Converter
 from exporter.writers.inorder import cores
 from exporter.writers.kinds import Struct, changes, infer
-from exporter.writers.parquet import RowGroups, lean_memory_pool, widen_and_convert
+from exporter.writers.parquet import ROW_GROUP_BYTES, RowGroups, lean_memory_pool, widen_and_convert
 
 Folder = tuple[str, ...]
 _HASH_CHUNK = 1 << 20
@@ -77,6 +78,7 @@ class PartsWriter:
         orders: int = 0,
         max_open: int = 64,
         row_group_rows: int = 100_000,
+        row_group_bytes: int = ROW_GROUP_BYTES,
         batch_rows: int = 500,
         sample_rows: int = 5_000,
         compression: str = "zstd",
@@ -93,6 +95,7 @@ class PartsWriter:
         self._shard = shard
         self._max_open = max(1, max_open)
         self._row_group_rows = max(1, row_group_rows)
+        self._row_group_bytes = max(1, row_group_bytes)
         self._batch_rows = max(1, batch_rows)
         self._sample_rows = max(1, sample_rows)
         self._compression = compression
@@ -215,10 +218,11 @@ class PartsWriter:
             part.row_groups.add(pa.RecordBatch.from_arrays(nulls, schema=batch.schema))
         part.row_groups.add(batch)
         self._started = True
-        buffered = sum(open_part.row_groups.buffered for open_part in self._open.values())
-        if buffered > self._row_group_rows:
-            largest = max(self._open.values(), key=lambda open_part: open_part.row_groups.buffered)
-            largest.row_groups.flush()
+        groups = [open_part.row_groups for open_part in self._open.values()]
+        if sum(group.buffered for group in groups) > self._row_group_rows:
+            max(groups, key=lambda group: group.buffered).flush()
+        elif sum(group.buffered_bytes for group in groups) > self._row_group_bytes:  # wide orders
+            max(groups, key=lambda group: group.buffered_bytes).flush()
 
     # -- parts ------------------------------------------------------------------------------------
 

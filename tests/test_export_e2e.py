@@ -30,6 +30,18 @@ async def test_full_export_is_exact_in_every_format(tmp_path: Path, fmt: str) ->
     assert not list(tmp_path.glob(".*partial")), "no temporary file is left behind"
 
 
+@pytest.mark.parametrize("fmt", FORMATS)
+async def test_wide_orders_are_exact_in_every_format(tmp_path: Path, fmt: str) -> None:
+    """Orders with a list of 12 line objects each (the sandbox's order_lines): nested lists of structs."""
+    out = tmp_path / f"orders{SUFFIX[fmt]}"
+    async with Sandbox(SandboxConfig(orders=3_000, order_lines=12)) as sb:
+        report = await export(export_config(sb, out, page_size=250))
+        expected = sb.expected_records()
+    assert report["complete"]
+    assert len(expected[0]["orderLines"]) == 12
+    assert_export_matches(out, fmt, expected)
+
+
 @pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
 async def test_a_server_cap_on_limit_is_followed(tmp_path: Path, fmt: str) -> None:
     """The server caps limit at 120 while 500 are asked: every order arrives once, pages of 120."""

@@ -48,7 +48,13 @@ class SandboxApp:
         self.cfg = cfg
         self.clock = clock
         started = time.perf_counter()
-        self.store = OrderStore(cfg.seed, cfg.orders, cfg.late_field_from, growing=cfg.drift_create_per_s > 0)
+        self.store = OrderStore(
+            cfg.seed,
+            cfg.orders,
+            cfg.late_field_from,
+            growing=cfg.drift_create_per_s > 0,
+            order_lines=cfg.order_lines,
+        )
         self.generation_seconds = time.perf_counter() - started
         self.stats = Stats()
         self.tokens = TokenIssuer(cfg.token_lifetime, cfg.revoke_every, clock)

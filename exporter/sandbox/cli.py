@@ -30,6 +30,12 @@ _FIELD_OF = {"drift_create": "drift_create_per_s", "drift_close": "drift_close_p
 @click.option(
     "--late-field-from", type=click.IntRange(min=0), help="Orders from this index on carry a new field."
 )
+@click.option(
+    "--order-lines",
+    type=click.IntRange(min=0),
+    default=_D.order_lines,
+    help="Each order carries this many line objects (~120 bytes each): wide orders.",
+)
 @click.option("--default-page-size", type=click.IntRange(min=1), default=_D.default_page_size)
 @click.option(
     "--max-page-size", type=click.IntRange(min=1), default=_D.max_page_size, help="Larger limits are capped."

@@ -28,6 +28,7 @@ class SandboxConfig:
     orders: int = 1_000
     seed: int = 7
     late_field_from: int | None = None  # orders from this index on carry the "satisfaction" field
+    order_lines: int = 0  # each order carries this many objects in "orderLines" (about 120 bytes each)
 
     # Where and how fast it serves.
     host: str = "127.0.0.1"
@@ -85,6 +86,7 @@ def _problems(cfg: SandboxConfig) -> list[str]:
 
     need(cfg.orders >= 0, "orders must be >= 0")
     need(cfg.late_field_from is None or cfg.late_field_from >= 0, "late_field_from must be >= 0")
+    need(cfg.order_lines >= 0, "order_lines must be >= 0")
     need(0 <= cfg.port <= 65535, "port must be 0..65535")
     need(cfg.default_page_size >= 1, "default_page_size must be >= 1")
     need(cfg.max_page_size >= 1, "max_page_size must be >= 1")

@@ -100,6 +100,7 @@ BASE_FIELDS = (
     "properties.managed",
 )
 LATE_FIELDS = (LATE_FIELD, f"{LATE_FIELD}.score", f"{LATE_FIELD}.channel")
+LINES_FIELD = "orderLines"  # only with order_lines > 0: wide orders, for memory checks
 
 
 def id_of(index: int) -> str:
@@ -124,10 +125,11 @@ def created_seconds(index: int) -> int:
 class OrderFactory:
     """Makes orders in index order; ``make(i)`` must be called for i = 0, 1, 2, ... exactly once each."""
 
-    def __init__(self, seed: int, late_field_from: int | None) -> None:
+    def __init__(self, seed: int, late_field_from: int | None, order_lines: int = 0) -> None:
         self._draws = random.Random(seed)
         self._next = 0
         self._late_from = late_field_from
+        self._lines = order_lines
         pools = random.Random(f"{seed}:pools")
         self._customers = [
             {"id": f"33-{1_257_000 + 37 * k:08d}", "name": _CUSTOMER_NAMES[k % len(_CUSTOMER_NAMES)]}
@@ -171,6 +173,17 @@ class OrderFactory:
             order["properties"] = self._properties[(r >> 30) % 32]
         if self._late_from is not None and index >= self._late_from:
             order[LATE_FIELD] = {"score": 1 + (r >> 5) % 5, "channel": _CHANNELS[(r >> 7) % 4]}
+        if self._lines:
+            order[LINES_FIELD] = [
+                {
+                    "lineId": f"{order['id']}-L{n + 1}",
+                    "product": _PRODUCTS[(r >> n % 48) % len(_PRODUCTS)],
+                    "quantity": 1 + (r >> (n + 7) % 48) % 10,
+                    "unitPrice": ((r >> (n + 13) % 48) % 200_000) / 100,
+                    "note": _NOTES[(r >> (n + 3) % 48) % len(_NOTES)],
+                }
+                for n in range(self._lines)
+            ]
         return order
 
     def _stamp(self, seconds: int) -> str:

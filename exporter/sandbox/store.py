@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from exporter.sandbox.data import BASE_FIELDS, LATE_FIELDS, JSONObject, OrderFactory, id_of
+from exporter.sandbox.data import BASE_FIELDS, LATE_FIELDS, LINES_FIELD, JSONObject, OrderFactory, id_of
 from exporter.sandbox.query import Selection, SortKeyValue, matches, sort_key, sorted_positions
 
 _VIEWS_KEPT = 8  # a view of a million orders takes 16 MB (32 with closes), 200 MB more if growing
@@ -27,14 +27,26 @@ _VIEWS_KEPT = 8  # a view of a million orders takes 16 MB (32 with closes), 200 
 class OrderStore:
     """Every order made so far, by index, with its open/closed state and drift history."""
 
-    def __init__(self, seed: int, orders: int, late_field_from: int | None, *, growing: bool = False) -> None:
+    def __init__(
+        self,
+        seed: int,
+        orders: int,
+        late_field_from: int | None,
+        *,
+        growing: bool = False,
+        order_lines: int = 0,
+    ) -> None:
         self.growing = growing  # whether create() may be called: views keep their sort keys only then
-        self._factory = OrderFactory(seed, late_field_from)
+        self._factory = OrderFactory(seed, late_field_from, order_lines)
         self.items: list[bytes] = []  # index -> the order as a list item, encoded
         self.open_flags = bytearray()  # index -> 1 while the order is open
         self.open_count = 0
         self.closes = 0
-        self.known_fields = frozenset(BASE_FIELDS + (LATE_FIELDS if late_field_from is not None else ()))
+        self.known_fields = frozenset(
+            BASE_FIELDS
+            + (LATE_FIELDS if late_field_from is not None else ())
+            + ((LINES_FIELD,) if order_lines else ())
+        )
         self.created: list[int] = []  # indices made by drift, in order
         self.closed: list[int] = []  # indices closed by drift, in order
         self._made_at: dict[int, float] = {}  # drift's orders only: the initial ones always existed

@@ -12,12 +12,12 @@ checks that nothing would be dropped or coerced), and the Arrow batches are buff
 full. Full row groups are encoded and compressed on one background thread when the process may use a
 second core (pyarrow releases the GIL there; on one core the thread's GIL hand-offs cost more than they
 save, so it encodes in line), one at a time, so memory stays about two row groups of Arrow data whatever
-the total; the byte cap keeps that bounded whatever the orders' width too (orders of 3.2 kB, 250,000 of
-them: peak RSS 507 MB with row groups of 100,000 rows, 269 MB with the cap). The sandbox's orders (100,000
-are 22 MB of Arrow data) fill whole row groups.
+the total; the byte cap keeps that bounded whatever the orders' width too. The sandbox's orders (100,000
+are 22 MB of Arrow data) fill whole row groups; 200,000 orders of 2.7 kB (``--order-lines 20``) took 458 MB
+of peak RSS with row groups of 100,000 rows and blocks of 8 MiB, 253 MB with the caps.
 
 Orders given as JSON lines (``write_lines``, the export's usual path) are converted ``lines_rows`` (5,000,
-or 8 MiB of text if that comes first, so that large orders do not make large blocks) at a time by pyarrow's
+or 2 MiB of text if that comes first, so that large orders do not make large blocks) at a time by pyarrow's
 JSON reader (``Converter.convert_lines``), which gives the batch ``pyarrow.array`` would, or says it
 cannot; then the lines are decoded and take the dict path, widening included. With a
 second core this runs on a converting thread of its own (``inorder.InOrder``), at most ``_JOBS_AHEAD``
@@ -106,7 +106,7 @@ _COPY_CHUNK = 1 << 20
 ROW_GROUP_BYTES = 32 << 20  # a row group ends at row_group_rows orders or this much Arrow data
 _READ_ROWS = 10_000
 _JOBS_AHEAD = 2  # blocks of lines handed to the converting thread and not yet written
-_BLOCK_BYTES = 8 << 20  # a block of lines is handed on at lines_rows orders or this much text, if sooner
+_BLOCK_BYTES = 2 << 20  # a block of lines is handed on at lines_rows orders or this much text, if sooner
 _BROKEN = "the Parquet output lost orders to an earlier error: it cannot go on"
 _TEMPORAL = frozenset({TIMESTAMP, DATE})
 

@@ -20,7 +20,13 @@ from exporter import export
 from exporter.auth import TokenProvider
 from exporter.client import ApiClient
 from exporter.config import Credentials, ExportConfig, RetryPolicy
-from exporter.errors import ApiKeyRefused, CredentialsRefused, IncompleteExport, RequestRejected
+from exporter.errors import (
+    ApiKeyRefused,
+    CredentialsRefused,
+    ExportError,
+    IncompleteExport,
+    RequestRejected,
+)
 from exporter.fetch import Fetcher
 from exporter.ratelimit import RateLimiter
 from exporter.report import Counters
@@ -410,3 +416,18 @@ async def test_a_proxy_page_instead_of_a_token_answer_is_still_quoted(
     with pytest.raises(IncompleteExport) as caught:
         await make_fetcher(client, Sleeps(), Counters(), attempts=2).page(0, 100)
     assert "Proxy login" in str(caught.value)
+
+
+async def test_orders_without_any_field_are_refused_by_parquet_not_lost(
+    mocked: aioresponses, tmp_path: Path
+) -> None:
+    """An API whose orders are all {}: a Parquet file cannot hold rows without a column, so the export
+    fails (exit 5) naming what to do, instead of a complete file of no rows."""
+    token_ok(mocked)
+    mocked.get(LIST, body=b"[{},{},{}]", headers={"X-Total-Count": "3"}, repeat=True)
+    out = tmp_path / "o.parquet"
+    with pytest.raises(ExportError, match=r"3 orders have no field at all.*JSONL or CSV") as caught:
+        await export(_export_config(tmp_path, output=str(out), concurrency=1))
+    assert caught.value.exit_code == 5
+    assert not out.exists()
+    assert orjson.loads((tmp_path / "r.json").read_bytes())["complete"] is False

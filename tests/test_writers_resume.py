@@ -18,7 +18,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from exporter.errors import UsageError
@@ -735,6 +735,7 @@ def test_any_crash_after_any_commit_resumes_to_the_same_output(
     """Random orders in pages of 1-3, a forced commit and a crash at random pages: the output equals the
     uninterrupted run with the same commits (and, for JSONL and CSV, the run without any commit; a Parquet
     segment boundary can change how a few odd values are stored: see the ``parquet`` module docstring)."""
+    assume(fmt != "parquet" or any(orders))  # orders without any field make no Parquet file
     size = data.draw(st.integers(1, 3))
     pages = paged(orders, size)
     commit_at = data.draw(st.integers(0, len(pages) - 1))

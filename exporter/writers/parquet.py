@@ -53,7 +53,8 @@ later widened to text reads ``{"a":null}`` rather than ``{}``, and an int beyond
 column later widened to double makes that leaf text rather than the whole top-level field.
 
 Orders without any field become rows of nulls once a first field is seen; if no order ever has a field,
-the file has no column and so no row (Parquet cannot count rows without a column).
+``close`` refuses (``fieldless_error``): a file without columns cannot count rows, and a file of none
+would claim fewer orders than the export wrote.
 """
 
 from __future__ import annotations
@@ -109,6 +110,14 @@ _JOBS_AHEAD = 2  # blocks of lines handed to the converting thread and not yet w
 _BLOCK_BYTES = 2 << 20  # a block of lines is handed on at lines_rows orders or this much text, if sooner
 _BROKEN = "the Parquet output lost orders to an earlier error: it cannot go on"
 _TEMPORAL = frozenset({TIMESTAMP, DATE})
+
+
+def fieldless_error(count: int) -> ExportError:
+    """The error for orders none of which has a field: Parquet cannot hold rows without a column."""
+    return ExportError(
+        f"{count:,} orders have no field at all: a Parquet file cannot hold rows without a column; "
+        "export them to JSONL or CSV"
+    )
 
 
 def lean_memory_pool() -> None:
@@ -372,6 +381,8 @@ class ParquetWriter:
             self._settle_lines()
             self._drain()
             self._finish_open()
+            if self._fieldless:  # no order had a field: left out, they would make a file of no rows
+                raise fieldless_error(self._fieldless)
             if not self._done:
                 pq.ParquetWriter(self._stream, pa.schema([]), compression=self._compression).close()
             elif len(self._done) == 1:
@@ -655,6 +666,7 @@ __all__ = [
     "ParquetWriter",
     "RowGroups",
     "exact_kind",
+    "fieldless_error",
     "lean_memory_pool",
     "schema_of",
     "widen_and_convert",

@@ -36,7 +36,13 @@ from exporter.partitions import Partitioner
 from exporter.writers.arrowconv import CONVERSION_ERRORS, Converter
 from exporter.writers.inorder import cores
 from exporter.writers.kinds import Struct, changes, infer
-from exporter.writers.parquet import ROW_GROUP_BYTES, RowGroups, lean_memory_pool, widen_and_convert
+from exporter.writers.parquet import (
+    ROW_GROUP_BYTES,
+    RowGroups,
+    fieldless_error,
+    lean_memory_pool,
+    widen_and_convert,
+)
 
 Folder = tuple[str, ...]
 _HASH_CHUNK = 1 << 20
@@ -147,10 +153,7 @@ class PartsWriter:
                 f"cannot write Parquet parts in {self._scratch_dir}: {exc.strerror or exc}"
             ) from exc
         if self._fieldless:
-            raise ExportError(
-                f"{sum(self._fieldless.values())} orders have no field at all: a Parquet file cannot hold "
-                "rows without a column; export them to JSONL or CSV"
-            )
+            raise fieldless_error(sum(self._fieldless.values()))
         self._shutdown()
 
     def abort(self) -> None:

@@ -723,7 +723,14 @@ PROPERTIES = settings(max_examples=40, deadline=None, suppress_health_check=[Hea
 OPTIONS = {
     "jsonl": {},
     "csv": {"header_rows": 5},
-    "parquet": {"row_group_rows": 4, "batch_rows": 3, "sample_rows": 5, "commit_rows": 6},
+    # row_group_bytes: so small that every batch ends a row group (by bytes, not only by rows)
+    "parquet": {
+        "row_group_rows": 4,
+        "row_group_bytes": 64,
+        "batch_rows": 3,
+        "sample_rows": 5,
+        "commit_rows": 6,
+    },
 }
 
 

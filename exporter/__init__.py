@@ -38,28 +38,8 @@ if TYPE_CHECKING:
     )
     from exporter.jobs import export, open_orders
 
-# Where each public name lives: loaded from there on first use.
-_HOMES = {
-    "exporter.config": ("Credentials", "ExportConfig", "RetryPolicy", "Timeouts"),
-    "exporter.errors": (
-        "ApiError",
-        "ApiKeyRefused",
-        "BadResponse",
-        "CredentialsRefused",
-        "ExportError",
-        "IncompleteExport",
-        "Interrupted",
-        "RateLimited",
-        "RequestRejected",
-        "RetryableError",
-        "ServerError",
-        "TransportError",
-        "Unauthorized",
-        "UsageError",
-    ),
-    "exporter.jobs": ("export", "open_orders"),
-}
-_HOME_OF = {name: home for home, names in _HOMES.items() for name in names}
+# Where the public names live, the lightest first: a name is loaded from the first of them that has it.
+_HOMES = ("exporter.config", "exporter.errors", "exporter.jobs")
 
 __all__ = [
     "ApiError",
@@ -86,12 +66,14 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    home = _HOME_OF.get(name)
-    if home is None:
-        raise AttributeError(f"module 'exporter' has no attribute {name!r}")
-    value = getattr(importlib.import_module(home), name)
-    globals()[name] = value  # once loaded, a plain attribute
-    return value
+    if name in __all__:
+        for home in _HOMES:
+            module = importlib.import_module(home)
+            if hasattr(module, name):
+                value = getattr(module, name)
+                globals()[name] = value  # once loaded, a plain attribute
+                return value
+    raise AttributeError(f"module 'exporter' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:

@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import orjson
@@ -151,8 +151,8 @@ class _Output:
         # Parquet parses them with pyarrow's JSON reader, off the event loop's thread).
         self._write: Callable[[Items], None] = self.writer.write
         self.decode: Decode = decode_page
-        if self.writer.takes_lines and not config.details:
-            self._write = cast(LineWriter, self.writer).write_lines
+        if isinstance(self.writer, LineWriter) and not config.details:
+            self._write = self.writer.write_lines
             self.decode = decode_lines
         self.latest: Callable[[], WalkState] | None = None
         self._last_commit = time.monotonic()

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 from exporter.errors import UsageError
 from exporter.writers.cells import flatten_record
@@ -49,8 +49,6 @@ class Writer(Protocol):
     """Writes orders in one format to a stream owned by the caller."""
 
     columns_added: list[str]
-    #: Whether it is a ``LineWriter``: JSONL and Parquet are.
-    takes_lines: bool
 
     def write(self, records: list[dict[str, Any]]) -> None:
         """Write one page (or several) of orders."""
@@ -69,8 +67,10 @@ class Writer(Protocol):
         """Stop, keeping the scratch files the last commit listed; nothing more goes to the stream."""
 
 
-class LineWriter(Writer, Protocol):
-    """A writer that also takes orders as their JSON lines, which saves a Python object per order."""
+@runtime_checkable
+class LineWriter(Protocol):
+    """What a writer that also takes orders as their JSON lines has (JSONL and Parquet): it saves a Python
+    object per order. ``isinstance(writer, LineWriter)`` tells."""
 
     def write_lines(self, lines: list[bytes]) -> None:
         """Write orders given as their one-line JSON texts (``responses.decode_lines``)."""

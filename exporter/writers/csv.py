@@ -101,7 +101,6 @@ class CsvWriter:
     def __init__(self, stream: BinaryIO, *, scratch_dir: Path | None, header_rows: int = 1_000) -> None:
         self.columns_added: list[str] = []
         self.orders = 0
-        self.takes_lines = False  # each order's cells come from its dict
         self._stream = stream
         self._scratch_dir = scratch_dir
         self._header_rows = max(1, header_rows)

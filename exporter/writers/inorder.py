@@ -1,6 +1,6 @@
 """Blocks of a writer's work run strictly in order, on a thread of their own when a second core can run it.
 
-The Parquet and CSV writers hand each block of orders (given as JSON lines) to ``InOrder.submit``: with
+The Parquet writer hands each block of orders (given as JSON lines) to ``InOrder.submit``: with
 a second core it runs on one worker thread, at most ``ahead`` blocks behind the caller (who waits for the
 oldest beyond that), so the event loop goes on fetching while pyarrow, which releases the GIL, parses and
 encodes; on one core it runs in line, where a thread's GIL hand-offs would cost more than they save. The

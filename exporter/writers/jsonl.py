@@ -55,7 +55,6 @@ class JsonlWriter:
     def __init__(self, stream: BinaryIO) -> None:
         self.columns_added: list[str] = []
         self.orders = 0
-        self.takes_lines = True  # a LineWriter
         self._stream = stream
         self._raw = _Forward(stream)
         # Lines go through a 256 KiB buffer of our own: the caller's (8 KiB by default) would make a

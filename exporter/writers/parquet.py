@@ -172,7 +172,7 @@ class RowGroups:
         if self._buffered >= self._rows:
             self._flush(final=False)
         elif self._max_bytes is not None and self._buffered_bytes >= self._max_bytes:
-            self._flush(final=True)  # wide orders: a shorter row group, so that memory stays bounded
+            self.flush()  # wide orders: a shorter row group, so that memory stays bounded
 
     @property
     def buffered(self) -> int:
@@ -254,7 +254,6 @@ class ParquetWriter:
         self.columns_added: list[str] = []
         self.columns_widened: list[str] = []
         self.orders = 0
-        self.takes_lines = True  # a LineWriter
         self._stream = stream
         self._scratch_dir = scratch_dir
         self._row_group_rows = max(1, row_group_rows)

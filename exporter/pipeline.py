@@ -473,8 +473,9 @@ async def run_pipeline(
                 written=written,
                 chain_proven=walk.proven,
                 drift_seen=walk.drift_seen,
+                duplicates=counters.duplicates_dropped,
             )
-            counters.shard = _edges(shard, part, walk, total_last, written, verdict)
+            counters.shard = _edges(shard, part, walk, total_last, counters, verdict)
             return Verdict(verdict.complete, verdict.reason, counters.shard)
         ignores_filters = False
         if filtered and walk.proven and counters.total_last == plan.total and written < plan.total:
@@ -486,6 +487,7 @@ async def run_pipeline(
             chain_proven=walk.proven,
             drift_seen=walk.drift_seen,
             total_ignores_filters=ignores_filters,
+            duplicates=counters.duplicates_dropped,
         )
 
 
@@ -536,7 +538,12 @@ class _Guess:
 
 
 def _edges(
-    shard: Shard, part: ShardSlice, walk: _Walk, total_last: int, written: int, verdict: Verdict
+    shard: Shard,
+    part: ShardSlice,
+    walk: _Walk,
+    total_last: int,
+    counters: Counters,
+    verdict: Verdict,
 ) -> ShardEdges:
     """What ``plan.join_shards`` needs of this shard's run."""
     offsets = part.offsets()
@@ -553,11 +560,12 @@ def _edges(
         total_first=part.plan.total,
         total_last=total_last,
         page_size=part.plan.page_size,
-        written=written,
+        written=counters.orders_written,
         proven=walk.proven,
         drift_seen=walk.drift_seen,
         complete=verdict.complete,
         reason=verdict.reason,
+        duplicates=counters.duplicates_dropped,
     )
 
 

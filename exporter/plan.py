@@ -203,16 +203,20 @@ def reconcile(
     chain_proven: bool,
     drift_seen: bool,
     total_ignores_filters: bool,
+    duplicates: int = 0,
 ) -> Verdict:
     """Decide whether ``written`` unique orders make a complete export.
 
     ``chain_proven``: every page linked to the one before (or was bridged) and the last one reached the end
     of the collection. ``drift_seen``: the collection visibly moved (a page that did not link, or totals
     that differ). A chain that ends early while nothing moved and the count falls short is not trusted: a
-    server that stops answering past some offset looks the same."""
+    server that stops answering past some offset looks the same. ``duplicates``: orders dropped because
+    their id was already written; see ``listed_twice``."""
     moved = total_first != total_last
     if written == total_first == total_last:
         return Verdict(True, f"all {written} orders the API counts were written")
+    if listed_twice(total_first, written, duplicates, chain_proven, drift_seen or moved):
+        return Verdict(True, _listed_twice_reason(total_first, written, duplicates))
     if chain_proven and (drift_seen or moved):
         return Verdict(
             True,
@@ -236,8 +240,8 @@ def reconcile(
     if written < low:
         return Verdict(
             False,
-            f"{low - written} orders missing: {written} written but the API counts {total_first} (start) and "
-            f"{total_last} (end)",
+            f"{low - written} orders missing: {written} written{_dropped(duplicates)} but the API counts "
+            f"{total_first} (start) and {total_last} (end)",
         )
     return Verdict(
         False,
@@ -246,8 +250,39 @@ def reconcile(
     )
 
 
+def listed_twice(total: int, written: int, duplicates: int, chain_proven: bool, moved: bool) -> bool:
+    """Whether the ``duplicates`` dropped were the API listing an order twice, and the count is exact.
+
+    While nothing moved (one total, every page linked in its place) each position was received once, so a
+    repeated id is the API's own (a list joined to a table of two rows for one order, say), not a shift:
+    written plus dropped must then be the total. Without a proven chain a shift that doubles one order and
+    skips another looks the same, so the shortfall stands."""
+    return duplicates > 0 and chain_proven and not moved and written + duplicates == total
+
+
+def _listed_twice_reason(total: int, written: int, duplicates: int) -> str:
+    return (
+        f"all {total} orders the API counts were received: {written} written and {duplicates} dropped, the "
+        "API having listed their ids twice while nothing moved"
+    )
+
+
+def _dropped(duplicates: int) -> str:
+    """What a shortfall's message adds about duplicates, which pages that did not link cannot tell from a
+    shift."""
+    if not duplicates:
+        return ""
+    return f" ({duplicates} more dropped as duplicates, not provably the API's own: pages did not link)"
+
+
 def reconcile_shard(
-    part: ShardSlice, *, total_last: int, written: int, chain_proven: bool, drift_seen: bool
+    part: ShardSlice,
+    *,
+    total_last: int,
+    written: int,
+    chain_proven: bool,
+    drift_seen: bool,
+    duplicates: int = 0,
 ) -> Verdict:
     """Decide whether ``written`` unique orders make ``part`` complete: ``reconcile`` for one slice.
 
@@ -263,6 +298,8 @@ def reconcile_shard(
     moved = total_last != plan.total
     if written == expected and not moved:
         return Verdict(True, f"all {expected} orders of the slice ({where}) were written")
+    if listed_twice(expected, written, duplicates, chain_proven, drift_seen or moved):
+        return Verdict(True, f"{_listed_twice_reason(expected, written, duplicates)} ({where})")
     if chain_proven and (drift_seen or moved):
         return Verdict(
             True,
@@ -272,8 +309,8 @@ def reconcile_shard(
     if written < expected:
         return Verdict(
             False,
-            f"{expected - written} orders missing: {written} written but the slice holds {expected} "
-            f"({where}; total {plan.total} at the start, {total_last} at the end)",
+            f"{expected - written} orders missing: {written} written{_dropped(duplicates)} but the slice "
+            f"holds {expected} ({where}; total {plan.total} at the start, {total_last} at the end)",
         )
     return Verdict(
         False,
@@ -303,6 +340,7 @@ class ShardEdges:
     drift_seen: bool
     complete: bool  # its own verdict (``reconcile_shard``)
     reason: str
+    duplicates: int = 0  # orders dropped because their id was already written (edges of old runs: none)
 
     @property
     def empty(self) -> bool:
@@ -370,10 +408,15 @@ def join_shards(edges: Sequence[ShardEdges]) -> Verdict:
     total = edges[0].total_first
     totals = sorted({edge.total_first for edge in edges} | {edge.total_last for edge in edges})
     written = sum(edge.written for edge in edges)
+    duplicates = sum(edge.duplicates for edge in edges)
     steady = totals == [total]
     if steady and written == total:
         how = "" if unproven is None else " (no ids at the joins: they were checked by count only)"
         return Verdict(True, f"all {total} orders the API counts were written by the {count} shards{how}")
+    proven = unproven is None and all(edge.proven for edge in filled)
+    moved = not steady or any(edge.drift_seen for edge in edges)
+    if listed_twice(total, written, duplicates, proven, moved):
+        return Verdict(True, f"{_listed_twice_reason(total, written, duplicates)}, by the {count} shards")
     if unproven is not None:
         before, after = unproven
         return Verdict(
@@ -383,7 +426,6 @@ def join_shards(edges: Sequence[ShardEdges]) -> Verdict:
             f"after {after.head!r}) and the count does not prove it: {written} orders written, the API "
             f"counts {', '.join(map(str, totals))}",
         )
-    moved = not steady or any(edge.drift_seen for edge in edges)
     if moved and all(edge.proven for edge in filled):
         return Verdict(
             True,
@@ -399,7 +441,9 @@ def join_shards(edges: Sequence[ShardEdges]) -> Verdict:
         )
     if written < total:
         return Verdict(
-            False, f"{total - written} orders missing: the shards wrote {written} but the API counts {total}"
+            False,
+            f"{total - written} orders missing: the shards wrote {written}{_dropped(duplicates)} but the API "
+            f"counts {total}",
         )
     return Verdict(
         False, f"the shards wrote {written} orders but the API counts {total}: their pages do not add up"

@@ -220,6 +220,49 @@ async def test_orders_without_ids_are_written_and_counted(
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
+async def test_orders_the_api_lists_twice_are_written_once_and_the_export_is_complete(
+    scripted_server: tuple[str, list[Answer]], tmp_path: Path, fmt: str
+) -> None:
+    """A collection that does not move but lists two orders twice (within a page and across pages): each
+    is written once, the repeats are counted, and the count of positions proves the export complete."""
+    from tests.readback import assert_export_matches
+
+    base_url, script = scripted_server
+    unique = [{"id": f"o{i}", "n": i} for i in range(30)]
+    listed = [*unique[:5], unique[3], *unique[5:20], unique[1], *unique[20:]]
+
+    def answer(offset: int, limit: int) -> bytes:
+        return _answer(orjson.dumps(listed[offset : offset + limit]), {"X-Total-Count": str(len(listed))})
+
+    script.append(answer)
+    out = tmp_path / f"orders{SUFFIX[fmt]}"
+    report = await export(hostile_config(base_url, out, page_size=7, format=fmt))
+    assert report["complete"], report["reason"]
+    assert (report["orders_written"], report["duplicates_dropped"]) == (30, 2)
+    assert "listed their ids twice" in report["reason"]
+    assert_export_matches(out, fmt, unique)
+
+
+async def test_a_repeat_that_pages_cannot_place_leaves_the_export_incomplete(
+    scripted_server: tuple[str, list[Answer]], tmp_path: Path
+) -> None:
+    """Pages of one order do not overlap, so a repeat there may be a shift that skipped another order:
+    exit 5, and the line says a duplicate was dropped."""
+    base_url, script = scripted_server
+    listed = [{"id": "a"}, {"id": "b"}, {"id": "a"}]
+
+    def answer(offset: int, limit: int) -> bytes:
+        return _answer(orjson.dumps(listed[offset : offset + limit]), {"X-Total-Count": "3"})
+
+    script.append(answer)
+    out = tmp_path / "orders.jsonl"
+    with pytest.raises(IncompleteExport) as caught:
+        await export(hostile_config(base_url, out, page_size=1))
+    assert "1 orders missing: 2 written (1 more dropped as duplicates" in str(caught.value)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("missing", ["all", "some"])
 async def test_orders_without_ids_across_pages_are_written_once(
     scripted_server: tuple[str, list[Answer]], tmp_path: Path, fmt: str, missing: str

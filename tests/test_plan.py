@@ -143,6 +143,27 @@ def test_reconcile_without_ids_falls_back_to_counts() -> None:
     assert not verdict(total_first=100, total_last=110, written=95, chain_proven=False)
 
 
+def test_reconcile_counts_an_order_the_api_listed_twice_only_when_nothing_moved() -> None:
+    """Written plus the duplicates dropped make the total: complete when every page linked in its place
+    under one total (the API listed an order twice); else a shift could have doubled one order and skipped
+    another, so the shortfall stands, and its message says duplicates were dropped."""
+    assert verdict(total_first=10, total_last=10, written=8, duplicates=2)
+    result = reconcile(
+        total_first=10,
+        total_last=10,
+        written=8,
+        chain_proven=False,
+        drift_seen=False,
+        total_ignores_filters=False,
+        duplicates=2,
+    )
+    assert not result.complete
+    assert "2 orders missing: 8 written (2 more dropped as duplicates" in result.reason
+    assert not verdict(total_first=10, total_last=10, written=8, duplicates=1)
+    assert not verdict(total_first=10, total_last=10, written=8, duplicates=3)
+    assert not verdict(total_first=10, total_last=11, written=8, duplicates=2, chain_proven=False)
+
+
 def test_reconcile_refuses_more_orders_than_counted() -> None:
     """More unique orders than any total, nothing moving: the pages do not add up."""
     assert not verdict(total_first=10, total_last=10, written=12)
@@ -232,6 +253,9 @@ def test_a_shard_reconciles_against_its_slice() -> None:
     assert check(written=390, total_last=995)[0]
     assert not check(written=390, total_last=995, chain_proven=False)[0]
     assert not check(written=400)[0]
+    assert check(written=390, duplicates=6)[0]
+    assert not check(written=390, duplicates=6, chain_proven=False)[0]
+    assert not check(written=390, duplicates=5)[0]
     empty = Plan(total=50, page_size=100).shard_slice(Shard(0, 2))
     assert reconcile_shard(empty, total_last=50, written=0, chain_proven=True, drift_seen=False).complete
 
@@ -280,6 +304,20 @@ def test_joined_shards_are_complete() -> None:
     result = join_shards(still_edges(5000, 100, 3))
     assert result.complete
     assert "all 5000 orders" in result.reason
+
+
+def test_joined_shards_count_the_orders_the_api_listed_twice() -> None:
+    """A shard that dropped orders the API listed twice, every chain proven, one total: the join is complete
+    by written plus dropped; without proven chains the shortfall stands."""
+    edges = still_edges(5000, 100, 3)
+    edges[1] = replace(edges[1], written=edges[1].written - 2, duplicates=2)
+    result = join_shards(edges)
+    assert result.complete, result.reason
+    assert "2 dropped" in result.reason
+    unproven = [replace(edge, proven=False) for edge in edges]
+    result = join_shards(unproven)
+    assert not result.complete
+    assert "2 orders missing: the shards wrote 4998 (2 more dropped as duplicates" in result.reason
 
 
 def test_shards_that_do_not_meet_leave_a_gap() -> None:

@@ -386,12 +386,35 @@ def _decode(body: bytes, *, request_id: str | None, offset: int | None) -> Any:
     try:
         return jsoncodec.decode(body)
     except jsoncodec.DECODE_ERRORS as exc:
+        why = _why_not_json(body, exc)
+        if why.startswith("unexpected end of data"):
+            hint = ": it may be cut short"
+        elif _first_byte(body) == b"<":
+            hint = ": it may be an HTML page from a proxy"
+        else:
+            hint = ""
         raise BadResponse(
-            f"the body is not JSON ({len(body)} bytes, starts {_clip(body)!r}): it may be cut short or an "
-            "HTML page from a proxy",
+            f"the body is not JSON ({why}; {len(body)} bytes, starts {_clip(body)!r}){hint}",
             request_id=request_id,
             offset=offset,
         ) from exc
+
+
+def _why_not_json(body: bytes, exc: BaseException) -> str:
+    """What is wrong with a body the decoder refused, and where: orjson's words, which name the fault and
+    its line and column (msgspec calls a lone surrogate escape "truncated"); the decoder's own otherwise.
+    Bytes that are not UTF-8 (a server writing Latin-1, say) are named by their place in the body."""
+    try:
+        body.decode()
+    except UnicodeDecodeError as bad:
+        return f"not UTF-8: byte {body[bad.start]:#04x} at byte {bad.start}"
+    try:
+        orjson.loads(body)
+    except orjson.JSONDecodeError as refused:
+        return str(refused)
+    except RecursionError:
+        pass
+    return str(exc) or type(exc).__name__
 
 
 def _orange_fields(body: bytes) -> tuple[int | None, str | None, str | None]:

@@ -312,6 +312,31 @@ def test_a_page_simdjson_refuses_keeps_every_digit(body: bytes) -> None:
 
 
 @pytest.mark.parametrize(
+    ("body", "words", "hint"),
+    [
+        (b'[{"id": "a", "c": "x\\ud800y"}]', "no low surrogate in string: line 1 column 21", None),
+        (b'[{"id": "a", "c": "caf\xe9"}]', "not UTF-8: byte 0xe9 at byte 22", None),
+        (b'[{"id": "a"}, {"id": "b"', "unexpected end of data", "it may be cut short"),
+        (b'[{"id": "a"}, {"id": "b"}}]', "unexpected character", None),
+        (b"<html><body>Bad gateway</body></html>", "unexpected character", "an HTML page from a proxy"),
+    ],
+)
+@pytest.mark.parametrize("decode", [decode_page, decode_lines])
+def test_a_body_that_is_not_json_is_named_by_its_fault_and_place(
+    body: bytes, words: str, hint: str | None, decode: Any
+) -> None:
+    """The line says what the decoder found wrong and where, and guesses a cause only where the bytes show
+    one: a lone surrogate escape or a byte that is not UTF-8 is neither a cut body nor a proxy's page."""
+    with pytest.raises(BadResponse) as caught:
+        decode(check_page(body, HEADERS, 0))  # the HTML page: check_page's own decode names it
+    message = str(caught.value)
+    assert f"the body is not JSON ({words}" in message
+    assert "req-1" in message
+    for guess in ("cut short", "proxy"):
+        assert (guess in message) == (hint is not None and guess in hint), message
+
+
+@pytest.mark.parametrize(
     "body",
     [
         b"[1,2]",

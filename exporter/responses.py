@@ -8,6 +8,8 @@ client stays a thin loop around I/O and property-based tests can throw anything 
 from __future__ import annotations
 
 import email.utils
+import logging
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +29,7 @@ from exporter.errors import (
     Unauthorized,
 )
 
+log = logging.getLogger("exporter")
 REQUEST_ID = "X-OAPI-Request-Id"
 # Larger than any real collection, small enough that offsets stay exact in every writer and in JSON.
 MAX_TOTAL = 10**12
@@ -386,7 +389,23 @@ def _decode(body: bytes, *, request_id: str | None, offset: int | None) -> Any:
     try:
         return jsoncodec.decode(body)
     except jsoncodec.DECODE_ERRORS as exc:
-        why = _why_not_json(body, exc)
+        mended, count = mend_lone_surrogates(body) if b"\\u" in body else (body, 0)
+        if count:
+            try:
+                value = jsoncodec.decode(mended)
+            except jsoncodec.DECODE_ERRORS:
+                pass  # broken in another way too: named below by its first fault
+            else:
+                where = "the answer" if offset is None else f"the page at offset {offset}"
+                log.warning(
+                    "%s held %d lone surrogate escape(s) (half of a UTF-16 pair, not Unicode text): written "
+                    "as U+FFFD%s",
+                    where,
+                    count,
+                    f" [request id {request_id}]" if request_id else "",
+                )
+                return value
+        why = _why_not_json(mended, exc)  # lone surrogates mended: the fault that remains
         if why.startswith("unexpected end of data"):
             hint = ": it may be cut short"
         elif _first_byte(body) == b"<":
@@ -398,6 +417,35 @@ def _decode(body: bytes, *, request_id: str | None, offset: int | None) -> Any:
             request_id=request_id,
             offset=offset,
         ) from exc
+
+
+# A JSON escape, read from its backslash so that an escaped backslash is never taken for the start of
+# one: a high surrogate with its low one (kept), a high or a low surrogate alone, or any other escape.
+_ESCAPE = re.compile(
+    rb"\\(?:u[dD][89abAB][0-9a-fA-F]{2}(?:\\u[dD][c-fC-F][0-9a-fA-F]{2})?|u[dD][c-fC-F][0-9a-fA-F]{2}|.)",
+    re.DOTALL,
+)
+_REPLACEMENT = rb"\ufffd"
+
+
+def mend_lone_surrogates(body: bytes) -> tuple[bytes, int]:
+    """``body`` with every lone surrogate escape (``\\ud83d`` without its low half, as a string cut in the
+    middle of an emoji by a UTF-16 program gives) replaced by ``\\ufffd``, and how many there were.
+
+    JSON's grammar allows such an escape, but it stands for no Unicode character: every fast decoder here
+    refuses the whole body, and neither UTF-8 text nor Parquet can hold it. The replacement character is
+    what a UTF-8 decoder puts for bytes that are not text; everything else is kept byte for byte."""
+    count = 0
+
+    def mend(match: re.Match[bytes]) -> bytes:
+        nonlocal count
+        escape = match.group()
+        if len(escape) == 6 and escape[1:2] == b"u":  # only a surrogate alone matches as six bytes
+            count += 1
+            return _REPLACEMENT
+        return escape
+
+    return _ESCAPE.sub(mend, body), count
 
 
 def _why_not_json(body: bytes, exc: BaseException) -> str:

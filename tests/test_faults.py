@@ -243,6 +243,40 @@ async def test_orders_the_api_lists_twice_are_written_once_and_the_export_is_com
     assert_export_matches(out, fmt, unique)
 
 
+@pytest.mark.parametrize("fmt", FORMATS)
+async def test_strings_cut_inside_a_utf16_pair_are_written_with_a_replacement_character(
+    scripted_server: tuple[str, list[Answer]],
+    tmp_path: Path,
+    fmt: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Comments cut in the middle of an emoji by a UTF-16 program reach the API's JSON as a lone surrogate
+    escape, which no fast decoder takes: the export is still complete and exact, each half written as
+    U+FFFD (in an id and a key too), whole pairs kept, and a warning names the page."""
+    from tests.readback import assert_export_matches
+
+    base_url, script = scripted_server
+    texts = [b'{"id": "o%d", "comment": "ok \\ud83d\\ude00 %d"}' % (i, i) for i in range(12)]
+    texts[5] = b'{"id": "o5", "comment": "cut \\ud83d", "notes": [{"t": "\\ude00"}]}'
+    texts[9] = b'{"id": "o9\\udbff", "k\\ud800": "\\\\ud800 is text"}'
+    expected = [{"id": f"o{i}", "comment": f"ok \U0001f600 {i}"} for i in range(12)]
+    expected[5] = {"id": "o5", "comment": "cut \ufffd", "notes": [{"t": "\ufffd"}]}
+    expected[9] = {"id": "o9\ufffd", "k\ufffd": "\\ud800 is text"}
+
+    def answer(offset: int, limit: int) -> bytes:
+        body = b"[" + b",".join(texts[offset : offset + limit]) + b"]"
+        return _answer(body, {"X-Total-Count": str(len(texts))})
+
+    script.append(answer)
+    out = tmp_path / f"orders{SUFFIX[fmt]}"
+    with caplog.at_level("WARNING", logger="exporter"):
+        report = await export(hostile_config(base_url, out, page_size=4, format=fmt))
+    assert report["complete"], report["reason"]
+    assert_export_matches(out, fmt, expected)
+    warnings = [r.getMessage() for r in caplog.records if "lone surrogate" in r.getMessage()]
+    assert any("the page at offset 3 held 2 lone surrogate" in w for w in warnings), warnings
+
+
 async def test_a_repeat_that_pages_cannot_place_leaves_the_export_incomplete(
     scripted_server: tuple[str, list[Answer]], tmp_path: Path
 ) -> None:

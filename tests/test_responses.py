@@ -28,6 +28,7 @@ from exporter.responses import (
     decode_lines,
     decode_page,
     error_for,
+    mend_lone_surrogates,
     order_ids,
     parse_page,
     parse_retry_after,
@@ -312,9 +313,39 @@ def test_a_page_simdjson_refuses_keeps_every_digit(body: bytes) -> None:
 
 
 @pytest.mark.parametrize(
+    ("body", "mended", "count"),
+    [
+        (rb'"x\ud83d"', rb'"x\ufffd"', 1),
+        (rb'"\ud83d\ude00"', rb'"\ud83d\ude00"', 0),  # a pair: one character
+        (rb'"\ude00\ud83d"', rb'"\ufffd\ufffd"', 2),  # low then high: two halves
+        (rb'"\\ud83d"', rb'"\\ud83d"', 0),  # an escaped backslash, then text
+        (rb'"\\\uDBFF"', rb'"\\\ufffd"', 1),
+        (rb'"\u0041\n\"\ud7ff\ue000"', rb'"\u0041\n\"\ud7ff\ue000"', 0),
+    ],
+)
+def test_lone_surrogate_escapes_are_mended_and_nothing_else(body: bytes, mended: bytes, count: int) -> None:
+    assert mend_lone_surrogates(body) == (mended, count)
+
+
+@given(st.text(st.characters(codec=None, exclude_categories=())))
+def test_mended_text_reads_as_a_utf16_decoder_replacing_what_is_not_text(text: str) -> None:
+    """Property: any string, surrogates alone or in pairs among other characters, sent with every
+    non-ASCII character escaped (as a UTF-16 program does): the mended body decodes to the string whose
+    UTF-16 units a decoder reads with replacement, and a string without a lone half is left alone."""
+    body = json.dumps([{"id": "a", "c": text}]).encode()
+    mended, count = mend_lone_surrogates(body)
+    expected = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    assert orjson.loads(mended) == [{"id": "a", "c": expected}]
+    assert (count == 0) == (mended == body)
+    page = decode_page(RawPage(offset=0, body=body, total=1, request_id=None))
+    assert page.items == [{"id": "a", "c": expected}]
+
+
+@pytest.mark.parametrize(
     ("body", "words", "hint"),
     [
-        (b'[{"id": "a", "c": "x\\ud800y"}]', "no low surrogate in string: line 1 column 21", None),
+        (b'[{"id": "a", "v": nan}]', "invalid literal, expected 'null': line 1 column 19", None),
+        (b'[{"id": "a", "c": "x\\ud800y"}, {"id"', "unexpected end of data", "it may be cut short"),
         (b'[{"id": "a", "c": "caf\xe9"}]', "not UTF-8: byte 0xe9 at byte 22", None),
         (b'[{"id": "a"}, {"id": "b"', "unexpected end of data", "it may be cut short"),
         (b'[{"id": "a"}, {"id": "b"}}]', "unexpected character", None),
@@ -325,8 +356,9 @@ def test_a_page_simdjson_refuses_keeps_every_digit(body: bytes) -> None:
 def test_a_body_that_is_not_json_is_named_by_its_fault_and_place(
     body: bytes, words: str, hint: str | None, decode: Any
 ) -> None:
-    """The line says what the decoder found wrong and where, and guesses a cause only where the bytes show
-    one: a lone surrogate escape or a byte that is not UTF-8 is neither a cut body nor a proxy's page."""
+    """The line says what the decoder found wrong and where (past lone surrogates, which are mended), and
+    guesses a cause only where the bytes show one: a byte that is not UTF-8 or a literal that JSON does not
+    have is neither a cut body nor a proxy's page."""
     with pytest.raises(BadResponse) as caught:
         decode(check_page(body, HEADERS, 0))  # the HTML page: check_page's own decode names it
     message = str(caught.value)

@@ -8,7 +8,7 @@
     │   ├── CredentialsRefused       exit 3: client id/secret refused, or a 401 right after renewal
     │   ├── ApiKeyRefused            exit 3: 403 codes 50/51/52, the API key must be renewed through Orange
     │   ├── Unauthorized             401 codes 40/41/42 on a data call: renew the token once, then retry
-    │   ├── RequestRejected          exit 4: 400 (bad parameter, filter or sort) or 404
+    │   ├── RequestRejected          exit 4: 400 (bad parameter, filter or sort), 404, or a redirect
     │   └── RetryableError           worth another try after a delay
     │       ├── RateLimited          429 or 403 code 53; carries the server's Retry-After, if any
     │       ├── ServerError          500, 502, 503, 504 (and any other 5xx)

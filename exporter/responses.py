@@ -364,6 +364,15 @@ def error_for(
         return error
     if status in (400, 404, 405, 406, 409, 410, 413, 414, 415, 422):
         return RequestRejected(f"the API rejected the request: {message}", **common)
+    if 300 <= status < 400 and status != 304:
+        # Not followed: the API key and the token would go wherever it points. Trying again changes nothing.
+        target = headers.get("Location")
+        where = f"to {_clip(target)!r}" if target else "without a Location"
+        return RequestRejected(
+            f"the API answered with a redirect (HTTP {status}) {where}, which is not followed so that the "
+            "credentials go nowhere else: check --base-url and --token-url (https?)",
+            **common,
+        )
     return BadResponse(f"unexpected answer: {message}", **common)
 
 

@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 import pytest
 
-from exporter import IncompleteExport, export
+from exporter import IncompleteExport, RequestRejected, export
 from exporter.config import Credentials, ExportConfig, RetryPolicy, Timeouts
 from exporter.sandbox import Sandbox, SandboxConfig
 from tests.conftest import FORMATS, SUFFIX, export_config
@@ -217,6 +217,27 @@ async def test_orders_without_ids_are_written_and_counted(
     assert report["complete"]
     assert report["orders_without_id"] >= 1
     assert [orjson.loads(line) for line in out.read_bytes().splitlines()][1] == {"name": "no id"}
+
+
+async def test_a_redirect_stops_the_export_without_following_it(
+    scripted_server: tuple[str, list[Answer]], tmp_path: Path
+) -> None:
+    """An http:// base URL that the gateway redirects to https://: one request, exit 4, the address named."""
+    base_url, script = scripted_server
+    requests = []
+
+    def answer(offset: int, limit: int) -> bytes:
+        requests.append(offset)
+        return _answer(b"", {"Location": "https://api.example/ordering"}, status="301 Moved Permanently")
+
+    script.append(answer)
+    out = tmp_path / "orders.jsonl"
+    with pytest.raises(RequestRejected) as caught:
+        await export(hostile_config(base_url, out))
+    assert "redirect (HTTP 301) to 'https://api.example/ordering'" in str(caught.value)
+    assert caught.value.exit_code == 4
+    assert len(requests) <= 9, "the first page and the first wave's guesses, none asked again"
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

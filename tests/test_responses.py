@@ -22,6 +22,7 @@ from exporter.errors import (
     Unauthorized,
 )
 from exporter.responses import (
+    REQUEST_ID,
     RawPage,
     _simd_lines,
     check_page,
@@ -132,6 +133,20 @@ def test_the_api_table_maps_to_the_error_tree(status: int, body: bytes, kind: ty
     assert error.status == status
     assert error.request_id == "rid-9"
     assert "rid-9" in str(error)
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_a_redirect_is_refused_at_once_and_names_where_it_points(status: int) -> None:
+    """Redirects are not followed (the key and the token would go along): exit 4, not a retry, and the
+    line says where the answer pointed and which option to check."""
+    error = error_for(status, b"<html>Moved</html>", {"Location": "https://api.example/x", REQUEST_ID: "r1"})
+    assert type(error) is RequestRejected
+    assert error.exit_code == 4
+    message = str(error)
+    assert f"redirect (HTTP {status}) to 'https://api.example/x'" in message
+    assert "--base-url" in message
+    assert "r1" in message
+    assert "without a Location" in str(error_for(status, b"", {}))
 
 
 def test_the_api_message_and_description_are_shown() -> None:

@@ -83,7 +83,7 @@ class Fetcher:
             raw = await self._client.get_page(
                 offset, limit, authorization, filters=filters, sort=self._sort, need_total=need_total
             )
-            page = self._decode(raw)
+            page = self._decoded_now(raw)
             if filtered:
                 self._saw_total(raw)
             return page
@@ -110,9 +110,14 @@ class Fetcher:
     async def decoded(self, raw: RawPage, limit: int) -> Page:
         """``raw`` decoded; when its body turns out broken, the page fetched again (with retries)."""
         try:
-            return self._decode(raw)
+            return self._decoded_now(raw)
         except BadResponse as exc:
             return await self.refetch(raw, limit, exc)
+
+    def _decoded_now(self, raw: RawPage) -> Page:
+        page = self._decode(raw)
+        self._counters.surrogates_mended += page.mended
+        return page
 
     async def refetch(self, raw: RawPage, limit: int, exc: BadResponse) -> Page:
         """The page of ``raw``, whose body the decoder refused with ``exc``, fetched again."""

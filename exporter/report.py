@@ -33,6 +33,7 @@ class Counters:
     rate_limited: int = 0
     token_refused: int = 0
     details_missing: int = 0
+    surrogates_mended: int = 0  # lone surrogate escapes in the list answers read, written as U+FFFD
     shard: ShardEdges | None = None  # a shard's edges (--shard), as in the verdict of its run
 
     @property
@@ -91,6 +92,7 @@ def build_report(
         },
         "orders_without_id": counters.orders_without_id,
         "details_missing": counters.details_missing,
+        "surrogates_mended": counters.surrogates_mended,
         "columns_added": columns_added or [],
         "resumed": resumed,
         "wall_seconds": round(wall, 3),

@@ -51,6 +51,7 @@ class Page:
     ids: list[Any]
     total: int | None
     request_id: str | None
+    mended: int = 0  # lone surrogate escapes written as U+FFFD (see ``mend_lone_surrogates``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +135,7 @@ def decode_page(raw: RawPage) -> Page:
     """The orders of a checked page, as dicts; BadResponse if the body is not a JSON array of objects after
     all."""
     request_id, offset = raw.request_id, raw.offset
-    items = _decode(raw.body, request_id=request_id, offset=offset)
+    items, mended = _decode_mending(raw.body, request_id=request_id, offset=offset)
     if not isinstance(items, list):
         raise BadResponse(
             f"expected a JSON array of orders, got {type(items).__name__}: {_clip(raw.body)!r}",
@@ -153,7 +154,14 @@ def decode_page(raw: RawPage) -> Page:
             request_id=request_id,
             offset=offset,
         )
-    return Page(offset=offset, items=items, ids=order_ids(items), total=raw.total, request_id=request_id)
+    return Page(
+        offset=offset,
+        items=items,
+        ids=order_ids(items),
+        total=raw.total,
+        request_id=request_id,
+        mended=mended,
+    )
 
 
 # How a fetcher turns a checked page into orders: ``decode_page`` or ``decode_lines``.
@@ -192,6 +200,7 @@ def decode_lines(raw: RawPage) -> Page:
         ids=page.ids,
         total=page.total,
         request_id=page.request_id,
+        mended=page.mended,
     )
 
 
@@ -393,10 +402,16 @@ def _last_byte(body: bytes) -> bytes:
 
 
 def _decode(body: bytes, *, request_id: str | None, offset: int | None) -> Any:
+    return _decode_mending(body, request_id=request_id, offset=offset)[0]
+
+
+def _decode_mending(body: bytes, *, request_id: str | None, offset: int | None) -> tuple[Any, int]:
+    """The JSON value of ``body``, and how many lone surrogate escapes it held (each decoded as U+FFFD);
+    BadResponse naming the fault of a body that is not JSON."""
     if _blank(body):
         raise BadResponse("the body is empty", request_id=request_id, offset=offset)
     try:
-        return jsoncodec.decode(body)
+        return jsoncodec.decode(body), 0
     except jsoncodec.DECODE_ERRORS as exc:
         mended, count = mend_lone_surrogates(body) if b"\\u" in body else (body, 0)
         if count:
@@ -413,7 +428,7 @@ def _decode(body: bytes, *, request_id: str | None, offset: int | None) -> Any:
                     count,
                     f" [request id {request_id}]" if request_id else "",
                 )
-                return value
+                return value, count
         why = _why_not_json(mended, exc)  # lone surrogates mended: the fault that remains
         if why.startswith("unexpected end of data"):
             hint = ": it may be cut short"

@@ -94,6 +94,15 @@ class ExportConfig:
         for name, _ in self.filters:
             if name in ("offset", "limit", "sort") or not name:
                 raise UsageError(f"--filter {name!r}: use --sort/--page-size, filters name order attributes")
+        if self.sort is not None and self.sort.strip():
+            for part in (part.strip() for part in self.sort.split(",")):
+                name = part.removeprefix("-")
+                if not name or name.startswith("-") or any(c.isspace() for c in name):
+                    what = f"{part!r} is not a field name" if part else "a field name is empty"
+                    raise UsageError(
+                        f"--sort {self.sort!r}: {what}; write FIELD or -FIELD (descending), comma-separated, "
+                        "e.g. --sort -createdAt,id"
+                    )
         fmt = self.resolved_format
         self._check_dataset(fmt)
         if fmt not in FORMATS:

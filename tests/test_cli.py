@@ -271,6 +271,10 @@ def test_demo_exports_the_sandbox_to_parquet(tmp_path: Path) -> None:
         ["export"],
         ["nosuch"],
         ["export", "-o", "x.txt", "-q"],
+        ["export", "-o", "x.jsonl", "--sort", "createdAt,,id"],
+        ["export", "-o", "x.jsonl", "--sort", "--createdAt"],
+        ["export", "-o", "x.jsonl", "--sort=-"],
+        ["count", "--sort", "created At"],
     ],
 )
 def test_bad_usage_is_one_line_and_exit_2(sandbox: Any, args: list[str], tmp_path: Path) -> None:

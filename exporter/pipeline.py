@@ -71,6 +71,9 @@ RESUMED_COUNTERS = (
     "details_missing",
 )
 _MAX_BRIDGE_WINDOWS = 64
+# Orders met behind the walk and not written yet (``_Walk.passed_over``) kept at most: past that many, the
+# API's order is not stable enough to export by offsets.
+_MAX_PASSED_OVER = 100_000
 # Takes each page's new orders, as the fetcher decoded them: dicts, or JSON lines (see ``responses.Items``).
 Deliver = Callable[[Items], Awaitable[None]]
 
@@ -147,6 +150,8 @@ class _Walk:
         self.next_offset: int | None = None  # the next planned page to take; None past the plan (or slice)
         self.shard: Shard | None = None  # the shard whose slice this walk covers; None: the whole plan
         self.anchor_pending = False  # the next page taken starts a shard's slice: its first order anchors
+        self.behind = False  # the last page bridged lay wholly before L (set by ``_behind``)
+        self.passed_over: set[Any] = set()  # ids met on such pages and not written yet
         self.head: Any = None  # the id of that anchor, once taken
 
     def state(self) -> WalkState:
@@ -187,6 +192,7 @@ class _Walk:
         (None: none, or unknown); ``again``: it was fetched a second time, having come back empty."""
         fetched_at = offset
         new, new_ids = items, ids
+        behind = False
         if self.anchor_pending:
             # A shard's first page: its first order is the previous shard's last, which that shard writes;
             # here it stands for the previous page of the link check.
@@ -235,11 +241,14 @@ class _Walk:
                 if items:
                     self.drift_seen = True
                     self._counters.links_broken += 1
+                self.behind = False
                 new, new_ids, ids, offset = await self._bridge(offset, items, ids)
+                behind = self.behind
         if ids:
             self.previous = ids
             self.last_offset = offset + len(ids) - 1
-        self.ended = _ends(fetched_at, len(items), self._plan.page_size, total)
+        # A page that lies before L is no end, however short: the collection goes on past L.
+        self.ended = not behind and _ends(fetched_at, len(items), self._plan.page_size, total)
         await self._emit(new, new_ids)
 
     async def follow_tail(self, limit: int, on_page: OnPage) -> None:
@@ -261,11 +270,34 @@ class _Walk:
             await on_page(self.state)
 
     async def _emit(self, items: Items, ids: list[Any]) -> None:
+        if self.passed_over:
+            self.passed_over.difference_update(ids)
         fresh = self._recent.fresh(items, ids, self._counters)
         if fresh:
             await self._deliver(fresh)
         self._counters.orders_written += len(fresh)
         self._counters.pages_done += 1
+
+    def _behind(self, ids: list[Any], l_at_least: int) -> tuple[Items, list[Any], list[Any], int]:
+        """A page of ``ids`` lies wholly before L, the previous page's last order, which now stands at
+        ``l_at_least`` or further: the page adds nothing, says nothing of where the collection ends
+        (``behind``), and the walk goes on from L's new place.
+
+        Orders inserted before L push it on, so such a page holds orders already written, and orders created
+        meanwhile. Those never met are kept in ``passed_over`` until they are written: if the API's order
+        changes from one request to the next (no stable default sort), they never are, and the verdict
+        counts them against what the total grew (``unexplained``), since every link may still hold."""
+        self.passed_over.update(i for i in ids if i is not None and i not in self._recent)
+        if len(self.passed_over) > _MAX_PASSED_OVER:
+            raise IncompleteExport(_unstable(len(self.passed_over)))
+        self.behind = True
+        previous = self.previous or []
+        return [], [], previous, max(self.last_offset, l_at_least) - len(previous) + 1
+
+    def unexplained(self, total_last: int) -> int:
+        """How many orders met in the listing were never written, beyond what the total's growth can
+        explain as orders created behind the walk (0 for an API whose order holds still)."""
+        return max(0, len(self.passed_over) - max(0, total_last - self._plan.total))
 
     async def _bridge(
         self, offset: int, items: Items, ids: list[Any]
@@ -286,14 +318,9 @@ class _Walk:
         # all have been closed meanwhile, but some earlier one is still there.
         walked: set[Any] = set()
         covered = _Either(walked, self._recent)
-        unchanged: tuple[Items, list[Any], list[Any], int] = (
-            [],
-            [],
-            self.previous,
-            self.last_offset - len(self.previous) + 1,
-        )
         if not previous.isdisjoint(ids):
-            return unchanged  # it overlaps the previous page without reaching L: it lies before L
+            # It overlaps the previous page without reaching L: it lies before L, which stands past it.
+            return self._behind(ids, offset + len(ids))
         wanted = {order_id: index for index, order_id in enumerate(ids)}
         probes = _probe_starts(max(0, min(offset, self.last_offset) - plan.page_size // 2), plan.page_size)
         start = next(probes)
@@ -317,7 +344,8 @@ class _Walk:
             if not located:
                 located = True
                 if first_seen is not None and first_seen < start + anchor:
-                    return unchanged
+                    # Its orders stand before an order already written (L, or one before it): so does it.
+                    return self._behind(ids, start + anchor)
             meet = first_position(window_ids, wanted, anchor + 1)
             if meet is not None:
                 counters.orders_bridged += meet - anchor - 1
@@ -342,6 +370,14 @@ class _Walk:
             f"orders moved faster than the export could follow near offset {offset}: could not link the page "
             "there to the one before it"
         )
+
+
+def _unstable(count: int) -> str:
+    return (
+        f"the API does not list the orders in a stable order: {count:,} orders met in pages that stood "
+        "before orders already written were never written, more than the total grew; export with --sort "
+        "on fields that do not change, e.g. --sort createdAt,id"
+    )
 
 
 def _ends(offset: int, count: int, page_size: int, total: int | None) -> bool:
@@ -466,6 +502,7 @@ async def run_pipeline(
         counters.total_last = total_last
         written = counters.orders_written
         counters.drift_seen = walk.drift_seen or total_last != plan.total
+        unexplained = walk.unexplained(total_last)
         if shard is not None:
             verdict = reconcile_shard(
                 part,
@@ -475,8 +512,12 @@ async def run_pipeline(
                 drift_seen=walk.drift_seen,
                 duplicates=counters.duplicates_dropped,
             )
+            if unexplained:
+                verdict = Verdict(False, _unstable(unexplained))
             counters.shard = _edges(shard, part, walk, total_last, counters, verdict)
             return Verdict(verdict.complete, verdict.reason, counters.shard)
+        if unexplained:
+            return Verdict(False, _unstable(unexplained))
         ignores_filters = False
         if filtered and walk.proven and counters.total_last == plan.total and written < plan.total:
             ignores_filters = (await fetcher.page(0, 1, filtered=False, need_total=True)).total == plan.total

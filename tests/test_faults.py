@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -298,6 +299,29 @@ async def test_strings_cut_inside_a_utf16_pair_are_written_with_a_replacement_ch
     assert any("the page at offset 3 held 2 lone surrogate" in w for w in warnings), warnings
     # Per answer read: order 9 is in two pages, since consecutive pages overlap by one order.
     assert report["surrogates_mended"] == 6
+
+
+async def test_an_api_without_a_stable_order_is_never_reported_complete(
+    scripted_server: tuple[str, list[Answer]], tmp_path: Path
+) -> None:
+    """Each answer lists the 1,000 orders in a new random order (no default sort), the total steady. Every
+    page can seem to lie behind the walk and be skipped while the links hold: this once gave "complete"
+    with 100 orders. Now exit 5, no file, and the line names --sort."""
+    base_url, script = scripted_server
+    orders = [{"id": f"o{i:04d}"} for i in range(1000)]
+    shuffles = random.Random(3)
+
+    def answer(offset: int, limit: int) -> bytes:
+        listed = orders[:]
+        shuffles.shuffle(listed)
+        return _answer(orjson.dumps(listed[offset : offset + limit]), {"X-Total-Count": "1000"})
+
+    script.append(answer)
+    out = tmp_path / "orders.jsonl"
+    with pytest.raises(IncompleteExport) as caught:
+        await export(hostile_config(base_url, out, page_size=100))
+    assert "--sort" in str(caught.value)
+    assert not out.exists()
 
 
 async def test_a_repeat_that_pages_cannot_place_leaves_the_export_incomplete(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import random
 from typing import Any
 
 import anyio
@@ -32,7 +33,7 @@ class Collection:
     async def page(self, offset: int, limit: int, **_: object) -> Page:
         self.requests += 1
         body = orjson.dumps([{"id": i, "n": len(i)} for i in self.ids[offset : offset + limit]])
-        return self.decode(RawPage(offset, body, None, None))
+        return self.decode(RawPage(offset, body, len(self.ids), None))  # X-Total-Count, as the API sends
 
 
 def make_walk(collection: Collection) -> tuple[_Walk, list[str]]:
@@ -52,7 +53,7 @@ async def walk_all(collection: Collection, walk: _Walk, change_after: dict[int, 
     offsets = [0, *Plan(total=len(collection.ids), page_size=PAGE).offsets()]
     for index, offset in enumerate(offsets):
         page = await collection.page(offset, PAGE)
-        await walk.accept(offset, page.items, page.ids)
+        await walk.accept(offset, page.items, page.ids, page.total)
         if index in change_after:
             change_after[index](collection.ids)
 
@@ -118,6 +119,92 @@ async def test_insertions_push_a_page_wholly_before_the_previous_one(lines: bool
     await walk_all(collection, walk, {0: lambda ids: ids.__setitem__(slice(0, 0), inserted)})
     assert_exact(written, stable)
     assert not set(written) & set(inserted[:10]), "orders inserted before what was read are not invented"
+
+
+@DECODERS
+async def test_an_api_whose_order_changes_from_request_to_request_is_not_taken_for_drift(lines: bool) -> None:
+    """No stable default order (each answer a new shuffle, the total steady): the pages seem to lie before
+    the orders already written, and skipped they leave most orders out while every link holds. The walk
+    counts the orders it met there and never wrote: more than the total grew, so not complete."""
+    collection = Collection(50, lines=lines)
+    shuffles = random.Random(1)
+    real_page = collection.page
+
+    async def shuffled(offset: int, limit: int, **kw: object) -> Page:
+        shuffles.shuffle(collection.ids)
+        return await real_page(offset, limit)
+
+    collection.page = shuffled  # type: ignore[method-assign]
+    walk, written = make_walk(collection)
+    await walk_all(collection, walk, {})
+    assert len(set(written)) < 50
+    assert walk.unexplained(len(collection.ids)) > 0, "orders passed over and never written"
+    verdict = reconcile(
+        total_first=50,
+        total_last=50,
+        written=len(written),
+        chain_proven=walk.proven,
+        drift_seen=walk.drift_seen,
+        total_ignores_filters=False,
+    )
+    assert verdict.complete, "the links alone would have passed it: why the walk must count what it met"
+
+
+@DECODERS
+async def test_a_stale_page_behind_the_walk_passes_over_orders_only_until_they_are_written(
+    lines: bool,
+) -> None:
+    """A proxy serves one scrambled answer: an order already written, then nine from further on. The page
+    is taken to lie behind the walk, its orders are passed over, and the next pages write them after all:
+    nothing unexplained is left. Had they never come, they would be counted against the total's growth."""
+    collection = Collection(60, lines=lines)
+    real_page = collection.page
+
+    async def scrambled_once(offset: int, limit: int, **kw: object) -> Page:
+        if offset == 9 and not walk.passed_over and not written[10:]:
+            page = await real_page(40, 9)
+            first = await real_page(0, 1)
+            return dataclasses.replace(page, items=first.items + page.items, ids=first.ids + page.ids)
+        return await real_page(offset, limit)
+
+    collection.page = scrambled_once  # type: ignore[method-assign]
+    walk, written = make_walk(collection)
+    seen: list[int] = []
+    real_behind = walk._behind
+
+    def behind(ids: list[Any], l_at_least: int) -> Any:
+        seen.append(len(ids))
+        return real_behind(ids, l_at_least)
+
+    walk._behind = behind  # type: ignore[method-assign]
+    await walk_all(collection, walk, {})
+    assert seen == [10], "the scrambled page was taken to lie behind the walk"
+    assert written == collection.ids
+    assert not walk.passed_over
+    assert walk.unexplained(60) == 0
+
+
+@DECODERS
+async def test_a_short_page_that_lies_before_the_last_order_written_does_not_end_the_walk(
+    lines: bool,
+) -> None:
+    """A proxy serves a stale short answer for the last page: orders of the page before, short of its last
+    one. It lies before that order, so it cannot be the end: the walk goes on past that order to the real
+    end, and no order is left out (taken for the end, it left the last 7 out, with every link held)."""
+    collection = Collection(35, lines=lines)
+    real_page = collection.page
+    stale = {"served": False}
+
+    async def stale_last_page(offset: int, limit: int, **kw: object) -> Page:
+        if offset == 27 and not stale["served"]:
+            stale["served"] = True
+            return await real_page(15, 8)  # overlaps the previous page, short of its last order
+        return await real_page(offset, limit)
+
+    collection.page = stale_last_page  # type: ignore[method-assign]
+    walk, written = make_walk(collection)
+    await walk_all(collection, walk, {})
+    assert written == collection.ids
 
 
 @DECODERS

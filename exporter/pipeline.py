@@ -36,7 +36,7 @@ from typing import Any
 import anyio
 
 from exporter.checkpoint import WalkState
-from exporter.errors import ExportError, IncompleteExport, UsageError
+from exporter.errors import ExportError, IncompleteExport, RequestRejected, UsageError
 from exporter.fetch import Fetcher
 from exporter.plan import (
     WHOLE,
@@ -74,6 +74,8 @@ _MAX_BRIDGE_WINDOWS = 64
 # Orders met behind the walk and not written yet (``_Walk.passed_over``) kept at most: past that many, the
 # API's order is not stable enough to export by offsets.
 _MAX_PASSED_OVER = 100_000
+# Up to this many of them left unwritten at the end are asked for one by one (closed, or still there).
+_MAX_ASKED = 200
 # Takes each page's new orders, as the fetcher decoded them: dicts, or JSON lines (see ``responses.Items``).
 Deliver = Callable[[Items], Awaitable[None]]
 
@@ -294,10 +296,26 @@ class _Walk:
         previous = self.previous or []
         return [], [], previous, max(self.last_offset, l_at_least) - len(previous) + 1
 
-    def unexplained(self, total_last: int) -> int:
-        """How many orders met in the listing were never written, beyond what the total's growth can
-        explain as orders created behind the walk (0 for an API whose order holds still)."""
-        return max(0, len(self.passed_over) - max(0, total_last - self._plan.total))
+    async def unexplained(self, total_last: int) -> int:
+        """How many orders met on pages behind the walk, and never written, are neither explained by the
+        total's growth (orders created behind the walk) nor gone (closed meanwhile, asked one by one when
+        there are few): 0 for an API whose order holds still."""
+        grown = max(0, total_last - self._plan.total)
+        if len(self.passed_over) <= grown:
+            return 0
+        if len(self.passed_over) > _MAX_ASKED:
+            return len(self.passed_over) - grown
+        present = 0
+        for order_id in self.passed_over:
+            if isinstance(order_id, str | int) and not isinstance(order_id, bool):
+                try:
+                    await self._fetcher.order(str(order_id))
+                except RequestRejected as exc:
+                    if exc.status != 404:
+                        raise
+                    continue  # closed since it was met: not an order present throughout
+            present += 1
+        return max(0, present - grown)
 
     async def _bridge(
         self, offset: int, items: Items, ids: list[Any]
@@ -502,7 +520,7 @@ async def run_pipeline(
         counters.total_last = total_last
         written = counters.orders_written
         counters.drift_seen = walk.drift_seen or total_last != plan.total
-        unexplained = walk.unexplained(total_last)
+        unexplained = await walk.unexplained(total_last)
         if shard is not None:
             verdict = reconcile_shard(
                 part,

@@ -8,6 +8,7 @@ import json
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
@@ -180,6 +181,17 @@ async def scripted_server() -> AsyncIterator[tuple[str, list[Answer]]]:
         yield base_url, script
 
 
+def serve_list(script: list[Answer], listed: list[Any], total: int | None = None) -> None:
+    """Have the scripted server answer each list call with the slice of ``listed`` it asks for, and
+    X-Total-Count ``total`` (the list's length unless told)."""
+    count = str(len(listed) if total is None else total)
+
+    def answer(offset: int, limit: int) -> bytes:
+        return _answer(orjson.dumps(listed[offset : offset + limit]), {"X-Total-Count": count})
+
+    script.append(answer)
+
+
 @pytest.mark.parametrize(
     ("answer", "words"),
     [
@@ -251,12 +263,7 @@ async def test_orders_the_api_lists_twice_are_written_once_and_the_export_is_com
 
     base_url, script = scripted_server
     unique = [{"id": f"o{i}", "n": i} for i in range(30)]
-    listed = [*unique[:5], unique[3], *unique[5:20], unique[1], *unique[20:]]
-
-    def answer(offset: int, limit: int) -> bytes:
-        return _answer(orjson.dumps(listed[offset : offset + limit]), {"X-Total-Count": str(len(listed))})
-
-    script.append(answer)
+    serve_list(script, [*unique[:5], unique[3], *unique[5:20], unique[1], *unique[20:]])
     out = tmp_path / f"orders{SUFFIX[fmt]}"
     report = await export(hostile_config(base_url, out, page_size=7, format=fmt))
     assert report["complete"], report["reason"]
@@ -330,12 +337,7 @@ async def test_a_repeat_that_pages_cannot_place_leaves_the_export_incomplete(
     """Pages of one order do not overlap, so a repeat there may be a shift that skipped another order:
     exit 5, and the line says a duplicate was dropped."""
     base_url, script = scripted_server
-    listed = [{"id": "a"}, {"id": "b"}, {"id": "a"}]
-
-    def answer(offset: int, limit: int) -> bytes:
-        return _answer(orjson.dumps(listed[offset : offset + limit]), {"X-Total-Count": "3"})
-
-    script.append(answer)
+    serve_list(script, [{"id": "a"}, {"id": "b"}, {"id": "a"}])
     out = tmp_path / "orders.jsonl"
     with pytest.raises(IncompleteExport) as caught:
         await export(hostile_config(base_url, out, page_size=1))
@@ -362,10 +364,7 @@ async def test_orders_without_ids_across_pages_are_written_once(
             order["id"] = None
         orders.append(order)
 
-    def answer(offset: int, limit: int) -> bytes:
-        return _answer(orjson.dumps(orders[offset : offset + limit]), {"X-Total-Count": str(len(orders))})
-
-    script.append(answer)
+    serve_list(script, orders)
     out = tmp_path / f"orders{SUFFIX[fmt]}"
     report = await export(hostile_config(base_url, out, page_size=4, format=fmt))
     assert report["complete"], report["reason"]
@@ -483,10 +482,7 @@ async def test_integer_ids_and_odd_shapes_export_exactly(
         for i in range(1, 58)
     ]
 
-    def answer(offset: int, limit: int) -> bytes:
-        return _answer(orjson.dumps(orders[offset : offset + limit]), {"X-Total-Count": str(len(orders))})
-
-    script.append(answer)
+    serve_list(script, orders)
     out = tmp_path / f"orders.{fmt}"
     report = await export(hostile_config(base_url, out, page_size=10))
     assert report["complete"]

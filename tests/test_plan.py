@@ -15,6 +15,7 @@ from exporter.plan import (
     Plan,
     Shard,
     ShardEdges,
+    Verdict,
     continuation,
     first_position,
     join_shards,
@@ -94,14 +95,19 @@ def test_positions_find_anchors_and_meeting_points() -> None:
     assert first_position(ids, {"a"}, 1) is None
 
 
-def verdict(**kw: object) -> bool:
+def reconciled(**kw: object) -> Verdict:
+    """``reconcile`` with a proven chain, no drift and a total that heeds the filters, unless told."""
     settings: dict[str, object] = {
         "chain_proven": True,
         "drift_seen": False,
         "total_ignores_filters": False,
     }
     settings.update(kw)
-    return reconcile(**settings).complete  # type: ignore[arg-type]
+    return reconcile(**settings)  # type: ignore[arg-type]
+
+
+def verdict(**kw: object) -> bool:
+    return reconciled(**kw).complete
 
 
 def test_reconcile_accepts_an_exact_count() -> None:
@@ -148,15 +154,7 @@ def test_reconcile_counts_an_order_the_api_listed_twice_only_when_nothing_moved(
     under one total (the API listed an order twice); else a shift could have doubled one order and skipped
     another, so the shortfall stands, and its message says duplicates were dropped."""
     assert verdict(total_first=10, total_last=10, written=8, duplicates=2)
-    result = reconcile(
-        total_first=10,
-        total_last=10,
-        written=8,
-        chain_proven=False,
-        drift_seen=False,
-        total_ignores_filters=False,
-        duplicates=2,
-    )
+    result = reconciled(total_first=10, total_last=10, written=8, chain_proven=False, duplicates=2)
     assert not result.complete
     assert "2 orders missing: 8 written (2 more dropped as duplicates" in result.reason
     assert not verdict(total_first=10, total_last=10, written=8, duplicates=1)

@@ -268,11 +268,9 @@ def _listed_twice_reason(total: int, written: int, duplicates: int) -> str:
 
 
 def _dropped(duplicates: int) -> str:
-    """What a shortfall's message adds about duplicates, which pages that did not link cannot tell from a
-    shift."""
-    if not duplicates:
-        return ""
-    return f" ({duplicates} more dropped as duplicates, not provably the API's own: pages did not link)"
+    """What a shortfall's message adds about the duplicates dropped: they were received, but do not make
+    up for it (see ``listed_twice``)."""
+    return f" ({duplicates} more dropped as duplicates)" if duplicates else ""
 
 
 def reconcile_shard(

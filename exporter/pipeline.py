@@ -291,7 +291,7 @@ class _Walk:
         counts them against what the total grew (``unexplained``), since every link may still hold."""
         self.passed_over.update(i for i in ids if i is not None and i not in self._recent)
         if len(self.passed_over) > _MAX_PASSED_OVER:
-            raise IncompleteExport(_unstable(len(self.passed_over)))
+            raise IncompleteExport(_unstable(len(self.passed_over)), resumable=False)  # it would again
         self.behind = True
         previous = self.previous or []
         return [], [], previous, max(self.last_offset, l_at_least) - len(previous) + 1

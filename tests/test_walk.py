@@ -158,6 +158,13 @@ async def test_an_api_whose_order_changes_from_request_to_request_is_not_taken_f
     assert verdict.complete, "the links alone would have passed it: why the walk must count what it met"
 
 
+async def scrambled_page(real_page: Any) -> Page:
+    """What a proxy scrambled the answer at offset 9 into: the first order (already written), then the nine
+    orders from offset 40."""
+    page, first = await real_page(40, 9), await real_page(0, 1)
+    return dataclasses.replace(page, items=first.items + page.items, ids=first.ids + page.ids)
+
+
 @DECODERS
 async def test_a_stale_page_behind_the_walk_passes_over_orders_only_until_they_are_written(
     lines: bool,
@@ -170,9 +177,7 @@ async def test_a_stale_page_behind_the_walk_passes_over_orders_only_until_they_a
 
     async def scrambled_once(offset: int, limit: int, **kw: object) -> Page:
         if offset == 9 and not walk.passed_over and not written[10:]:
-            page = await real_page(40, 9)
-            first = await real_page(0, 1)
-            return dataclasses.replace(page, items=first.items + page.items, ids=first.ids + page.ids)
+            return await scrambled_page(real_page)
         return await real_page(offset, limit)
 
     collection.page = scrambled_once  # type: ignore[method-assign]
@@ -203,9 +208,7 @@ async def test_orders_passed_over_then_closed_are_explained_by_asking_for_them(l
 
     async def scrambled_once(offset: int, limit: int, **kw: object) -> Page:
         if offset == 9 and "o0040" in collection.ids and not walk.passed_over:
-            page = await real_page(40, 9)
-            first = await real_page(0, 1)
-            return dataclasses.replace(page, items=first.items + page.items, ids=first.ids + page.ids)
+            return await scrambled_page(real_page)
         return await real_page(offset, limit)
 
     def close(ids: list[str]) -> None:

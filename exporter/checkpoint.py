@@ -38,6 +38,7 @@ class WalkState:
     counters: dict[str, Any] = field(default_factory=dict)
     shard: str | None = None  # "K/N" when the walk covers one shard's slice of the plan (--shard)
     head: Any = None  # a shard's anchor: the id of its slice's first order, which the shard before writes
+    passed_over: list[Any] = field(default_factory=list)  # ids met behind the walk, not written yet
 
 
 def orders_kept(counters: dict[str, Any]) -> int:

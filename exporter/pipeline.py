@@ -170,6 +170,7 @@ class _Walk:
             counters={name: getattr(self._counters, name) for name in RESUMED_COUNTERS},
             shard=None if self.shard is None else str(self.shard),
             head=self.head,
+            passed_over=list(self.passed_over),
         )
 
     def restore(self, state: WalkState) -> None:
@@ -181,6 +182,7 @@ class _Walk:
         self.drift_seen = state.drift_seen
         self.next_offset = state.next_offset
         self.head = state.head
+        self.passed_over = set(state.passed_over)
         for name, value in state.counters.items():
             if name in RESUMED_COUNTERS:
                 setattr(self._counters, name, value)

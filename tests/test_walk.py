@@ -11,6 +11,7 @@ import anyio.lowlevel
 import orjson
 import pytest
 
+from exporter.checkpoint import Checkpoint
 from exporter.errors import RequestRejected
 from exporter.pipeline import _fan_out, _Walk, _window_budget
 from exporter.plan import Plan, reconcile
@@ -222,6 +223,26 @@ async def test_orders_passed_over_then_closed_are_explained_by_asking_for_them(l
     requests = collection.requests
     assert await walk.unexplained(len(collection.ids)) == 0
     assert collection.requests == requests + 9, "each asked for once"
+
+
+async def test_orders_passed_over_are_carried_by_a_checkpoint() -> None:
+    """A walk resumed from a checkpoint still knows the orders its first run passed over: a commit between
+    the scrambled page and the end of an unstable API must not wipe the evidence."""
+    collection = Collection(60)
+    real_page = collection.page
+
+    async def scrambled_once(offset: int, limit: int, **kw: object) -> Page:
+        return await (scrambled_page(real_page) if offset == 9 else real_page(offset, limit))
+
+    collection.page = scrambled_once  # type: ignore[method-assign]
+    walk, _ = make_walk(collection)
+    for offset in (0, 9):
+        page = await collection.page(offset, PAGE)
+        await walk.accept(offset, page.items, page.ids, page.total)
+    saved = Checkpoint.from_bytes(Checkpoint({}, walk.state(), {}).to_bytes()).walk
+    resumed, _ = make_walk(collection)
+    resumed.restore(saved)
+    assert resumed.passed_over == walk.passed_over == {f"o{i:04d}" for i in range(40, 49)}
 
 
 @DECODERS

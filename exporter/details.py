@@ -20,10 +20,10 @@ from typing import Any
 import anyio
 
 from exporter.checkpoint import WalkState
-from exporter.errors import RequestRejected
 from exporter.fetch import Fetcher
 from exporter.pipeline import Deliver, OnPage, Records, task_group
 from exporter.report import Counters
+from exporter.responses import detail_id
 
 
 class _Page:
@@ -88,11 +88,8 @@ async def details_stage(
 
         async def fetch(page: _Page, index: int, order_id: str) -> None:
             async with slots:
-                try:
-                    page.details[index] = await fetcher.order(order_id)
-                except RequestRejected as exc:
-                    if exc.status != 404:
-                        raise
+                page.details[index] = await fetcher.order(order_id)
+                if page.details[index] is None:
                     page.missing += 1
                     counters.details_missing += 1
             page.arrived()
@@ -105,9 +102,9 @@ async def details_stage(
             queue.append(page)
             in_flight += 1
             for index, record in enumerate(records):
-                order_id = record.get("id")
-                if isinstance(order_id, str | int) and not isinstance(order_id, bool):
-                    tg.start_soon(fetch, page, index, str(order_id))
+                order_id = detail_id(record.get("id"))
+                if order_id is not None:
+                    tg.start_soon(fetch, page, index, order_id)
                 else:
                     page.details[index] = record  # no id to ask for: the list item is all there is
                     page.arrived()

@@ -22,6 +22,7 @@ from exporter.errors import (
     CredentialsRefused,
     IncompleteExport,
     RateLimited,
+    RequestRejected,
     RetryableError,
     Unauthorized,
     scrub,
@@ -125,13 +126,19 @@ class Fetcher:
         self._note(f"the page at offset {raw.offset}", exc, 0.0)
         return await self.page(raw.offset, limit)
 
-    async def order(self, order_id: str) -> dict[str, Any]:
-        """One order's details."""
+    async def order(self, order_id: str) -> dict[str, Any] | None:
+        """One order's details; None when the API does not know it (404: closed since it was listed, or
+        never there)."""
 
         async def call(authorization: str) -> dict[str, Any]:
             return await self._client.get_order(order_id, authorization)
 
-        return await self._retrying(call, f"order {order_id}")
+        try:
+            return await self._retrying(call, f"order {order_id}")
+        except RequestRejected as exc:
+            if exc.status != 404:
+                raise
+            return None
 
     async def _retrying(self, call: Callable[[str], Awaitable[T]], what: str) -> T:
         policy, counters, limiter = self._policy, self._counters, self._limiter

@@ -29,7 +29,6 @@ from exporter.errors import (
     ExportError,
     IncompleteExport,
     Interrupted,
-    RequestRejected,
     UsageError,
 )
 from exporter.fetch import Fetcher
@@ -481,11 +480,7 @@ async def get_orders(config: ExportConfig, ids: list[str]) -> list[dict[str, Any
 
     async def one(fetcher: Fetcher, index: int) -> None:
         async with slots:
-            try:
-                results[index] = await fetcher.order(ids[index])
-            except RequestRejected as exc:
-                if exc.status != 404:
-                    raise
+            results[index] = await fetcher.order(ids[index])
 
     async with _fetcher(config, counters) as fetcher, task_group() as tg:
         for index in range(len(ids)):

@@ -31,12 +31,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Container, Iterable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import anyio
 
 from exporter.checkpoint import WalkState
-from exporter.errors import ExportError, IncompleteExport, RequestRejected, UsageError
+from exporter.errors import ExportError, IncompleteExport, UsageError
 from exporter.fetch import Fetcher
 from exporter.plan import (
     WHOLE,
@@ -53,7 +53,7 @@ from exporter.plan import (
     reconcile_shard,
 )
 from exporter.report import Counters
-from exporter.responses import Items, RawPage
+from exporter.responses import Items, RawPage, detail_id
 
 Records = list[dict[str, Any]]
 # Called after each page with a function that tells the walk's state (built only when a commit wants it).
@@ -129,6 +129,18 @@ class RecentIds:
             self._older, self._newer = self._newer, set()
 
 
+class _Bridged(NamedTuple):
+    """What ``_Walk._bridge`` found: the orders to write and their ids, the ids the next page must link
+    to and the offset where those stood, and whether the page lay wholly before the previous one's last
+    order (then it is no end of the collection, however short)."""
+
+    items: Items
+    ids: list[Any]
+    link: list[Any]
+    offset: int
+    behind: bool = False
+
+
 class _Walk:
     """The writer's side of the pipeline: takes pages in offset order, checks that each links to the one
     before, bridges the ones that do not, and hands the new orders on.
@@ -152,8 +164,7 @@ class _Walk:
         self.next_offset: int | None = None  # the next planned page to take; None past the plan (or slice)
         self.shard: Shard | None = None  # the shard whose slice this walk covers; None: the whole plan
         self.anchor_pending = False  # the next page taken starts a shard's slice: its first order anchors
-        self.behind = False  # the last page bridged lay wholly before L (set by ``_behind``)
-        self.passed_over: set[Any] = set()  # ids met on such pages and not written yet
+        self.passed_over: set[Any] = set()  # ids met on pages behind the walk (``_behind``), not written yet
         self.head: Any = None  # the id of that anchor, once taken
 
     def state(self) -> WalkState:
@@ -245,9 +256,7 @@ class _Walk:
                 if items:
                     self.drift_seen = True
                     self._counters.links_broken += 1
-                self.behind = False
-                new, new_ids, ids, offset = await self._bridge(offset, items, ids)
-                behind = self.behind
+                new, new_ids, ids, offset, behind = await self._bridge(offset, items, ids)
         if ids:
             self.previous = ids
             self.last_offset = offset + len(ids) - 1
@@ -282,10 +291,10 @@ class _Walk:
         self._counters.orders_written += len(fresh)
         self._counters.pages_done += 1
 
-    def _behind(self, ids: list[Any], l_at_least: int) -> tuple[Items, list[Any], list[Any], int]:
+    def _behind(self, ids: list[Any], l_at_least: int) -> _Bridged:
         """A page of ``ids`` lies wholly before L, the previous page's last order, which now stands at
         ``l_at_least`` or further: the page adds nothing, says nothing of where the collection ends
-        (``behind``), and the walk goes on from L's new place.
+        (``_Bridged.behind``), and the walk goes on from L's new place.
 
         Orders inserted before L push it on, so such a page holds orders already written, and orders created
         meanwhile. Those never met are kept in ``passed_over`` until they are written: if the API's order
@@ -294,9 +303,8 @@ class _Walk:
         self.passed_over.update(i for i in ids if i is not None and i not in self._recent)
         if len(self.passed_over) > _MAX_PASSED_OVER:
             raise IncompleteExport(_unstable(len(self.passed_over)), resumable=False)  # it would again
-        self.behind = True
         previous = self.previous or []
-        return [], [], previous, max(self.last_offset, l_at_least) - len(previous) + 1
+        return _Bridged([], [], previous, max(self.last_offset, l_at_least) - len(previous) + 1, behind=True)
 
     async def unexplained(self, total_last: int) -> int:
         """How many orders met on pages behind the walk, and never written, are neither explained by the
@@ -309,28 +317,19 @@ class _Walk:
             return len(self.passed_over) - grown
         present = 0
         for order_id in self.passed_over:
-            if isinstance(order_id, str | int) and not isinstance(order_id, bool):
-                try:
-                    await self._fetcher.order(str(order_id))
-                except RequestRejected as exc:
-                    if exc.status != 404:
-                        raise
-                    continue  # closed since it was met: not an order present throughout
-            present += 1
+            key = detail_id(order_id)
+            if key is None or await self._fetcher.order(key) is not None:
+                present += 1  # still there, or no id to ask with; gone (404): closed since it was met
         return max(0, present - grown)
 
-    async def _bridge(
-        self, offset: int, items: Items, ids: list[Any]
-    ) -> tuple[Items, list[Any], list[Any], int]:
+    async def _bridge(self, offset: int, items: Items, ids: list[Any]) -> _Bridged:
         """The orders between the previous page and this one, fetched afresh.
 
         This page does not hold the previous page's last order L, so it lies wholly before L (orders
         inserted earlier in the list pushed L on) or wholly after it (orders closed before it pulled the
         rest back, or the server cut a page short). Find where the previous page's orders stand now, looking
         back, then forward; if this page's orders show up before them, the page adds nothing (skip it);
-        else walk windows forward from L until this page's orders appear, or the collection ends. Returns
-        the orders to write and their ids, the ids the next page must link to, and the offset where those
-        stood."""
+        else walk windows forward from L until this page's orders appear, or the collection ends."""
         assert self.previous is not None
         plan, counters = self._plan, self._counters
         previous = set(self.previous)
@@ -370,7 +369,7 @@ class _Walk:
             if meet is not None:
                 counters.orders_bridged += meet - anchor - 1
                 resume_at = wanted[window_ids[meet]]
-                return (
+                return _Bridged(
                     bridged + window[anchor + 1 : meet] + items[resume_at:],
                     bridged_ids + window_ids[anchor + 1 : meet] + ids[resume_at:],
                     ids,
@@ -381,7 +380,7 @@ class _Walk:
             counters.orders_bridged += len(window) - anchor - 1
             if _ends(start, len(window), plan.page_size, page.total):
                 # The collection ends here and none of this page's orders are left in it: they were closed.
-                return bridged, bridged_ids, window_ids, start
+                return _Bridged(bridged, bridged_ids, window_ids, start)
             walked.update(window_ids)
             start += len(window) - 1
             probes = _probe_starts(start, plan.page_size)

@@ -120,6 +120,14 @@ def check_page(body: bytes, headers: Mapping[str, str], offset: int, *, need_tot
     return RawPage(offset=offset, body=body, total=total, request_id=request_id)
 
 
+def detail_id(order_id: object) -> str | None:
+    """The text to ask the detail call for an order whose id is ``order_id``: a string or an integer id;
+    None for any other (null, a bool, a number with a fraction, an object), which no URL names."""
+    if isinstance(order_id, str | int) and not isinstance(order_id, bool):
+        return str(order_id)
+    return None
+
+
 def order_ids(items: list[dict[str, Any]]) -> list[Any]:
     """The ids of ``items``, hashable (an id that is a JSON object or array compares by its text); None
     where an order has none."""

@@ -12,7 +12,6 @@ import orjson
 import pytest
 
 from exporter.checkpoint import Checkpoint
-from exporter.errors import RequestRejected
 from exporter.pipeline import _fan_out, _Walk, _window_budget
 from exporter.plan import Plan, reconcile
 from exporter.report import Counters
@@ -32,12 +31,10 @@ class Collection:
         self.requests = 0
         self.decode = decode_lines if lines else decode_page
 
-    async def order(self, order_id: str) -> dict[str, Any]:
-        """An order's detail: 404 once it has left the list (closed)."""
+    async def order(self, order_id: str) -> dict[str, Any] | None:
+        """An order's detail, as ``Fetcher.order`` gives it: None once it has left the list (closed)."""
         self.requests += 1
-        if order_id not in self.ids:
-            raise RequestRejected("no such order", status=404)
-        return {"id": order_id}
+        return {"id": order_id} if order_id in self.ids else None
 
     async def page(self, offset: int, limit: int, **_: object) -> Page:
         self.requests += 1
